@@ -1,0 +1,62 @@
+// The one list of activations every op accepts. Python reads the names from here
+// (dsconv_ext._C.activation_names()), so a new activation is one line below plus
+// its formula in apply_activation.
+#pragma once
+#include <algorithm>
+#include <cstring>
+
+namespace dsconv {
+
+#define DSCONV_ACTIVATIONS(X) \
+  X(none)                     \
+  X(relu)                     \
+  X(relu6)                    \
+  X(hardswish)
+
+enum class Activation : int {
+#define DSCONV_ENUM_ENTRY(name) name,
+  DSCONV_ACTIVATIONS(DSCONV_ENUM_ENTRY)
+#undef DSCONV_ENUM_ENTRY
+};
+
+inline const char* const* activation_names(int* count) {
+  static const char* const names[] = {
+#define DSCONV_NAME_ENTRY(name) #name,
+      DSCONV_ACTIVATIONS(DSCONV_NAME_ENTRY)
+#undef DSCONV_NAME_ENTRY
+  };
+  *count = static_cast<int>(sizeof(names) / sizeof(names[0]));
+  return names;
+}
+
+// Returns false when `name` is not in the list.
+inline bool parse_activation(const char* name, Activation* out) {
+  int count = 0;
+  const char* const* names = activation_names(&count);
+  for (int i = 0; i < count; ++i) {
+    if (std::strcmp(names[i], name) == 0) {
+      *out = static_cast<Activation>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+// Scalar definitions, identical to ATen's: relu6 = clamp(v, 0, 6),
+// hardswish = v * clamp(v + 3, 0, 6) / 6.
+template <typename T>
+inline T apply_activation(Activation act, T v) {
+  switch (act) {
+    case Activation::none:
+      return v;
+    case Activation::relu:
+      return v > T(0) ? v : T(0);
+    case Activation::relu6:
+      return std::min(std::max(v, T(0)), T(6));
+    case Activation::hardswish:
+      return v * std::min(std::max(v + T(3), T(0)), T(6)) / T(6);
+  }
+  return v;
+}
+
+}  // namespace dsconv

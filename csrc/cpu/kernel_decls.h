@@ -1,0 +1,26 @@
+// Declarations of every registered kernel, generated from kernels.def. The signature
+// follows from the op column (see KernelTypes in shapes.h).
+#pragma once
+#include "shapes.h"
+
+namespace dsconv {
+namespace kernel_sig {
+template <typename T> using dw_forward = typename KernelTypes<T>::DwForward;
+template <typename T> using dw_backward_input = typename KernelTypes<T>::DwBackwardInput;
+template <typename T> using dw_backward_weight = typename KernelTypes<T>::DwBackwardWeight;
+template <typename T> using pw_forward = typename KernelTypes<T>::PwForward;
+template <typename T> using pw_backward_input = typename KernelTypes<T>::PwBackwardInput;
+template <typename T> using pw_backward_weight = typename KernelTypes<T>::PwBackwardWeight;
+using f32 = float;
+using f64 = double;
+// The function type of a kernel pointer type.
+template <typename P> struct pointee;
+template <typename R, typename... A> struct pointee<R (*)(A...)> { using type = R(A...); };
+}  // namespace kernel_sig
+
+#define DSCONV_KERNEL(name, op, isa, dtype, layout, kh, kw, sh, sw, dil, mult) \
+  extern kernel_sig::pointee<kernel_sig::op<kernel_sig::dtype>>::type name;
+#include "kernels.def"
+#undef DSCONV_KERNEL
+
+}  // namespace dsconv

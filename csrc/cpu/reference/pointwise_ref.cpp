@@ -1,0 +1,72 @@
+// Scalar reference pointwise (1x1) convolution, a GEMM over pixels, and its backward
+// passes. Any pixel/channel strides; double accumulation.
+#include "../kernel_decls.h"
+
+namespace dsconv {
+namespace {
+
+template <typename T>
+void pw_forward(const PwShape& s, const T* x, const T* w, const T* bias, T* y, int64_t npix) {
+  for (int64_t p = 0; p < npix; ++p) {
+    for (int64_t co = 0; co < s.out_channels; ++co) {
+      double acc = bias ? double(bias[co]) : 0.0;
+      const T* w_row = w + co * s.in_channels;
+      for (int64_t ci = 0; ci < s.in_channels; ++ci) {
+        acc += double(x[ci * s.x_cs + p * s.x_ps]) * double(w_row[ci]);
+      }
+      y[co * s.y_cs + p * s.y_ps] = apply_activation(s.activation, T(acc));
+    }
+  }
+}
+
+template <typename T>
+void pw_backward_input(const PwShape& s, const T* gy, const T* w, T* gx, int64_t npix) {
+  for (int64_t p = 0; p < npix; ++p) {
+    for (int64_t ci = 0; ci < s.in_channels; ++ci) {
+      double acc = 0.0;
+      for (int64_t co = 0; co < s.out_channels; ++co) {
+        acc += double(gy[co * s.y_cs + p * s.y_ps]) * double(w[co * s.in_channels + ci]);
+      }
+      gx[ci * s.x_cs + p * s.x_ps] = T(acc);
+    }
+  }
+}
+
+template <typename T>
+void pw_backward_weight(const PwShape& s, const T* gy, const T* x, T* gw, int64_t oc_begin,
+                        int64_t oc_end) {
+  for (int64_t co = oc_begin; co < oc_end; ++co) {
+    for (int64_t ci = 0; ci < s.in_channels; ++ci) {
+      double acc = 0.0;
+      for (int64_t n = 0; n < s.batch; ++n) {
+        const T* gy_chan = gy + n * s.y_ns + co * s.y_cs;
+        const T* x_chan = x + n * s.x_ns + ci * s.x_cs;
+        for (int64_t p = 0; p < s.pixels; ++p) {
+          acc += double(gy_chan[p * s.y_ps]) * double(x_chan[p * s.x_ps]);
+        }
+      }
+      gw[(co - oc_begin) * s.in_channels + ci] = T(acc);
+    }
+  }
+}
+
+}  // namespace
+
+#define DSCONV_REFERENCE_PW(T, suffix)                                                        \
+  void gemm_pw_any_##suffix##_scalar(const PwShape& s, const T* x, const T* w, const T* b,    \
+                                     T* y, int64_t n) {                                       \
+    pw_forward<T>(s, x, w, b, y, n);                                                          \
+  }                                                                                           \
+  void gemm_pw_bwd_input_any_##suffix##_scalar(const PwShape& s, const T* gy, const T* w,     \
+                                               T* gx, int64_t n) {                            \
+    pw_backward_input<T>(s, gy, w, gx, n);                                                    \
+  }                                                                                           \
+  void gemm_pw_bwd_weight_any_##suffix##_scalar(const PwShape& s, const T* gy, const T* x,    \
+                                                T* gw, int64_t c0, int64_t c1) {              \
+    pw_backward_weight<T>(s, gy, x, gw, c0, c1);                                              \
+  }
+
+DSCONV_REFERENCE_PW(float, f32)
+DSCONV_REFERENCE_PW(double, f64)
+
+}  // namespace dsconv

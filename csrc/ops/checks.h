@@ -1,0 +1,119 @@
+// Every argument rule of every op, once. Each failure names the argument, says what
+// was wrong and what was expected. Tensor problems raise RuntimeError (as ATen does),
+// bad scalar arguments raise ValueError.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <optional>
+#include <string>
+
+#include "../cpu/activation.h"
+
+namespace dsconv::ops {
+
+inline void check_float_tensor(const at::Tensor& t, const char* name, int64_t dim,
+                               const char* expected_shape) {
+  TORCH_CHECK(t.defined(), name, " must be a tensor, got None");
+  TORCH_CHECK(t.dim() == dim, name, " must be a ", dim, "-D tensor ", expected_shape, ", got a ",
+              t.dim(), "-D tensor of shape ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
+              " must be float32 or float64, got ", t.scalar_type());
+}
+
+// `t` must share `x`'s dtype and device.
+inline void check_same_kind(const at::Tensor& t, const char* name, const at::Tensor& x,
+                            const char* x_name) {
+  TORCH_CHECK(t.scalar_type() == x.scalar_type(), name, " has dtype ", t.scalar_type(), " but ",
+              x_name, " has dtype ", x.scalar_type(), "; all tensors of a call must share one dtype");
+  TORCH_CHECK(t.device() == x.device(), name, " is on ", t.device(), " but ", x_name, " is on ",
+              x.device(), "; all tensors of a call must be on one device");
+}
+
+inline void check_input(const at::Tensor& x, const char* name) {
+  check_float_tensor(x, name, 4, "[N, C, H, W]");
+}
+
+// Depthwise weight [C*M, 1, kh, kw] for an input of `channels` channels.
+inline void check_dw_weight(const at::Tensor& w, const char* name, int64_t channels,
+                            const at::Tensor& x, const char* x_name) {
+  check_float_tensor(w, name, 4, "[C*M, 1, kh, kw]");
+  check_same_kind(w, name, x, x_name);
+  TORCH_CHECK(w.size(1) == 1, name, ".shape[1] must be 1 for a depthwise weight [C*M, 1, kh, kw], got shape ",
+              w.sizes());
+  TORCH_CHECK(w.size(2) > 0 && w.size(3) > 0, name, " must have a kernel of at least 1x1, got shape ",
+              w.sizes());
+  const bool ok = channels == 0 ? w.size(0) == 0 : (w.size(0) >= channels && w.size(0) % channels == 0);
+  TORCH_CHECK(ok, name, ".shape[0] must be a positive multiple of the input channels C=", channels,
+              " (C times the channel multiplier), got ", w.size(0));
+}
+
+// Pointwise weight [C_out, C_in, 1, 1] for an input of `in_channels` channels.
+inline void check_pw_weight(const at::Tensor& w, const char* name, int64_t in_channels,
+                            const at::Tensor& x, const char* x_name) {
+  check_float_tensor(w, name, 4, "[C_out, C_in, 1, 1]");
+  check_same_kind(w, name, x, x_name);
+  TORCH_CHECK(w.size(2) == 1 && w.size(3) == 1, name,
+              " must be a 1x1 weight [C_out, C_in, 1, 1], got shape ", w.sizes());
+  TORCH_CHECK(w.size(1) == in_channels, name, ".shape[1] must equal the ", in_channels,
+              " channels it is applied to, got ", w.size(1), " (shape ", w.sizes(), ")");
+}
+
+inline void check_bias(const std::optional<at::Tensor>& b, const char* name, int64_t channels,
+                       const at::Tensor& x, const char* x_name) {
+  if (!b.has_value() || !b->defined()) return;
+  TORCH_CHECK(b->dim() == 1 && b->size(0) == channels, name, " must be a 1-D tensor of ", channels,
+              " elements (one per output channel), got shape ", b->sizes());
+  check_same_kind(*b, name, x, x_name);
+}
+
+// Convolution geometry along both spatial axes, validated.
+struct Geometry {
+  int64_t kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w;
+  int64_t pad_top, pad_bottom, pad_left, pad_right;
+  int64_t out_h, out_w;
+};
+
+// padding is [top, bottom, left, right].
+inline Geometry check_geometry(int64_t in_h, int64_t in_w, int64_t kernel_h, int64_t kernel_w,
+                               at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation) {
+  TORCH_CHECK_VALUE(stride.size() == 2, "stride must have 2 elements (h, w), got ", stride.size());
+  TORCH_CHECK_VALUE(dilation.size() == 2, "dilation must have 2 elements (h, w), got ",
+                    dilation.size());
+  TORCH_CHECK_VALUE(padding.size() == 4, "padding must have 4 elements (top, bottom, left, right), got ",
+                    padding.size());
+  TORCH_CHECK_VALUE(stride[0] > 0 && stride[1] > 0, "stride must be positive, got ", stride);
+  TORCH_CHECK_VALUE(dilation[0] > 0 && dilation[1] > 0, "dilation must be positive, got ", dilation);
+  for (int64_t p : padding) {
+    TORCH_CHECK_VALUE(p >= 0, "padding must be non-negative, got ", padding);
+  }
+  Geometry g{kernel_h, kernel_w, stride[0], stride[1], dilation[0], dilation[1],
+             padding[0], padding[1], padding[2], padding[3], 0, 0};
+  const int64_t padded_h = in_h + g.pad_top + g.pad_bottom;
+  const int64_t padded_w = in_w + g.pad_left + g.pad_right;
+  const int64_t span_h = g.dilation_h * (kernel_h - 1) + 1;
+  const int64_t span_w = g.dilation_w * (kernel_w - 1) + 1;
+  TORCH_CHECK(span_h <= padded_h && span_w <= padded_w, "kernel of size ", kernel_h, "x", kernel_w,
+              " with dilation ", dilation, " spans ", span_h, "x", span_w,
+              ", larger than the padded input ", padded_h, "x", padded_w);
+  g.out_h = (padded_h - span_h) / g.stride_h + 1;
+  g.out_w = (padded_w - span_w) / g.stride_w + 1;
+  return g;
+}
+
+inline Activation check_activation(const std::optional<c10::string_view>& name,
+                                   const char* arg_name) {
+  Activation act = Activation::none;
+  if (!name.has_value()) return act;
+  const std::string s(name->data(), name->size());
+  int count = 0;
+  const char* const* names = activation_names(&count);
+  std::string expected = "None";
+  for (int i = 1; i < count; ++i) expected += std::string(", '") + names[i] + "'";
+  TORCH_CHECK_VALUE(s != "none" && parse_activation(s.c_str(), &act), arg_name, " '", s,
+                    "' is not supported; expected one of ", expected);
+  return act;
+}
+
+}  // namespace dsconv::ops

@@ -1,0 +1,159 @@
+// CPU implementations of dsconv::depthwise and its backward ops: checks, allocation,
+// layout, threading over rows; the arithmetic is in the kernel dispatch selects.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include "../cpu/dispatch.h"
+#include "checks.h"
+#include "depthwise.h"
+#include "tensor_shapes.h"
+
+namespace dsconv::ops {
+
+DepthwiseCall prepare_depthwise(const at::Tensor& x, const at::Tensor& weight,
+                                const std::optional<at::Tensor>& bias, const char* weight_name,
+                                const char* bias_name, at::IntArrayRef stride,
+                                at::IntArrayRef padding, at::IntArrayRef dilation,
+                                Activation act) {
+  check_input(x, "x");
+  check_dw_weight(weight, weight_name, x.size(1), x, "x");
+  check_bias(bias, bias_name, weight.size(0), x, "x");
+  const Geometry g = check_geometry(x.size(2), x.size(3), weight.size(2), weight.size(3), stride,
+                                    padding, dilation);
+  const int64_t channels = x.size(1);
+  const int64_t multiplier = channels == 0 ? 1 : weight.size(0) / channels;
+  const Layout layout = layout_of(x);
+  return DepthwiseCall{make_dw_shape(x.size(0), channels, multiplier, x.size(2), x.size(3), g, act,
+                                     layout),
+                       x.contiguous(memory_format(layout)), weight.contiguous(),
+                       bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor()};
+}
+
+namespace {
+
+at::Tensor depthwise_cpu(const at::Tensor& x, const at::Tensor& weight,
+                         const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation,
+                         std::optional<c10::string_view> activation) {
+  clear_kernel_record();
+  const Activation act = check_activation(activation, "activation");
+  const DepthwiseCall call =
+      prepare_depthwise(x, weight, bias, "weight", "bias", stride, padding, dilation, act);
+  const DwShape& s = call.shape;
+  at::Tensor y = at::empty({s.batch, s.out_channels(), s.out_h, s.out_w},
+                           call.x.options().memory_format(memory_format(s.layout)));
+  if (y.numel() == 0) return y;
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::depthwise", [&] {
+    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::DwForward>(
+        select_kernel(dw_query(Op::dw_forward, dtype_of<scalar_t>(), s)));
+    const scalar_t* xp = call.x.const_data_ptr<scalar_t>();
+    const scalar_t* wp = call.weight.const_data_ptr<scalar_t>();
+    const scalar_t* bp = call.bias.defined() ? call.bias.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    const int64_t row_work = s.out_channels() * s.out_w * s.kernel_h * s.kernel_w;
+    at::parallel_for(0, s.batch * s.out_h, grain_for(row_work), [&](int64_t begin, int64_t end) {
+      for_each_image_piece(begin, end, s.out_h, [&](int64_t n, int64_t r0, int64_t r1) {
+        kernel(s, xp + n * s.x_ns, wp, bp, yp + n * s.y_ns + r0 * s.y_hs, r0, r1);
+      });
+    });
+  });
+  return y;
+}
+
+// input_size is [N, C, H, W] of the forward input; grad_out is dL/dy (pre-activation).
+at::Tensor depthwise_backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weight,
+                                        at::IntArrayRef input_size, at::IntArrayRef stride,
+                                        at::IntArrayRef padding, at::IntArrayRef dilation) {
+  clear_kernel_record();
+  check_input(grad_out, "grad_out");
+  TORCH_CHECK_VALUE(input_size.size() == 4, "input_size must be [N, C, H, W], got ", input_size);
+  for (int64_t d : input_size) {
+    TORCH_CHECK_VALUE(d >= 0, "input_size must be non-negative, got ", input_size);
+  }
+  const int64_t channels = input_size[1];
+  check_dw_weight(weight, "weight", channels, grad_out, "grad_out");
+  const Geometry g = check_geometry(input_size[2], input_size[3], weight.size(2), weight.size(3),
+                                    stride, padding, dilation);
+  const std::vector<int64_t> expected{input_size[0], weight.size(0), g.out_h, g.out_w};
+  TORCH_CHECK(grad_out.sizes() == at::IntArrayRef(expected), "grad_out must have shape ",
+              at::IntArrayRef(expected), " for this input and weight, got ", grad_out.sizes());
+  const int64_t multiplier = channels == 0 ? 1 : weight.size(0) / channels;
+  const Layout layout = layout_of(grad_out);
+  const DwShape s = make_dw_shape(input_size[0], channels, multiplier, input_size[2],
+                                  input_size[3], g, Activation::none, layout);
+  at::Tensor gx = at::empty(input_size, grad_out.options().memory_format(memory_format(layout)));
+  if (gx.numel() == 0) return gx;
+  const at::Tensor gy = grad_out.contiguous(memory_format(layout));
+  const at::Tensor w = weight.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "dsconv::depthwise_backward_input", [&] {
+    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::DwBackwardInput>(
+        select_kernel(dw_query(Op::dw_backward_input, dtype_of<scalar_t>(), s)));
+    const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
+    const int64_t row_work = s.out_channels() * s.in_w * s.kernel_h * s.kernel_w;
+    at::parallel_for(0, s.batch * s.in_h, grain_for(row_work), [&](int64_t begin, int64_t end) {
+      for_each_image_piece(begin, end, s.in_h, [&](int64_t n, int64_t r0, int64_t r1) {
+        kernel(s, gyp + n * s.y_ns, wp, gxp + n * s.x_ns + r0 * s.x_hs, r0, r1);
+      });
+    });
+  });
+  return gx;
+}
+
+// weight_size is [C*M, 1, kh, kw]; grad_out is dL/dy (pre-activation).
+at::Tensor depthwise_backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x,
+                                         at::IntArrayRef weight_size, at::IntArrayRef stride,
+                                         at::IntArrayRef padding, at::IntArrayRef dilation) {
+  clear_kernel_record();
+  check_input(grad_out, "grad_out");
+  check_input(x, "x");
+  check_same_kind(grad_out, "grad_out", x, "x");
+  TORCH_CHECK_VALUE(weight_size.size() == 4 && weight_size[1] == 1 && weight_size[2] > 0 &&
+                        weight_size[3] > 0,
+                    "weight_size must be [C*M, 1, kh, kw] with kh, kw >= 1, got ", weight_size);
+  const int64_t channels = x.size(1);
+  const int64_t out_channels = weight_size[0];
+  TORCH_CHECK(channels == 0 ? out_channels == 0
+                            : (out_channels >= channels && out_channels % channels == 0),
+              "weight_size[0] must be a positive multiple of the input channels C=", channels,
+              ", got ", out_channels);
+  const Geometry g = check_geometry(x.size(2), x.size(3), weight_size[2], weight_size[3], stride,
+                                    padding, dilation);
+  const std::vector<int64_t> expected{x.size(0), out_channels, g.out_h, g.out_w};
+  TORCH_CHECK(grad_out.sizes() == at::IntArrayRef(expected), "grad_out must have shape ",
+              at::IntArrayRef(expected), " for this input and weight, got ", grad_out.sizes());
+  if (grad_out.numel() == 0 || x.numel() == 0) return at::zeros(weight_size, x.options());
+  const Layout layout = layout_of(x);
+  const DwShape s = make_dw_shape(x.size(0), channels, out_channels / channels, x.size(2),
+                                  x.size(3), g, Activation::none, layout);
+  const at::Tensor xc = x.contiguous(memory_format(layout));
+  const at::Tensor gy = grad_out.contiguous(memory_format(layout));
+  at::Tensor gw = at::empty(weight_size, x.options());
+  AT_DISPATCH_FLOATING_TYPES(gw.scalar_type(), "dsconv::depthwise_backward_weight", [&] {
+    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::DwBackwardWeight>(
+        select_kernel(dw_query(Op::dw_backward_weight, dtype_of<scalar_t>(), s)));
+    const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
+    const scalar_t* xp = xc.const_data_ptr<scalar_t>();
+    scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
+    const int64_t taps = s.kernel_h * s.kernel_w;
+    const int64_t channel_work = s.batch * s.out_h * s.out_w * taps;
+    at::parallel_for(0, out_channels, grain_for(channel_work), [&](int64_t begin, int64_t end) {
+      kernel(s, gyp, xp, gwp + begin * taps, begin, end);
+    });
+  });
+  return gw;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dsconv, CPU, m) {
+  m.impl("depthwise", &depthwise_cpu);
+  m.impl("depthwise_backward_input", &depthwise_backward_input_cpu);
+  m.impl("depthwise_backward_weight", &depthwise_backward_weight_cpu);
+}
+
+}  // namespace dsconv::ops

@@ -1,0 +1,32 @@
+// The one list of dsconv op schemas. Kernels register against these names per dispatch
+// key (CPU in this folder, CUDA when built); fake kernels and autograd are registered
+// from Python (dsconv_ext/_fake.py, dsconv_ext/_autograd.py).
+//
+// padding is always explicit [top, bottom, left, right]: the Python API resolves ints,
+// pairs, 'same' (which may be asymmetric) and 'valid' into it.
+#include <torch/library.h>
+
+TORCH_LIBRARY(dsconv, m) {
+  const std::vector<at::Tag> tags{at::Tag::pt2_compliant_tag};
+  m.def(
+      "depthwise(Tensor x, Tensor weight, Tensor? bias=None, int[2] stride=[1, 1], "
+      "int[4] padding=[0, 0, 0, 0], int[2] dilation=[1, 1], str? activation=None) -> Tensor",
+      tags);
+  m.def(
+      "depthwise_backward_input(Tensor grad_out, Tensor weight, int[4] input_size, "
+      "int[2] stride, int[4] padding, int[2] dilation) -> Tensor",
+      tags);
+  m.def(
+      "depthwise_backward_weight(Tensor grad_out, Tensor x, int[4] weight_size, "
+      "int[2] stride, int[4] padding, int[2] dilation) -> Tensor",
+      tags);
+  m.def("pointwise(Tensor x, Tensor weight, Tensor? bias=None, str? activation=None) -> Tensor",
+        tags);
+  m.def("pointwise_backward_input(Tensor grad_out, Tensor weight) -> Tensor", tags);
+  m.def("pointwise_backward_weight(Tensor grad_out, Tensor x) -> Tensor", tags);
+  m.def(
+      "separable(Tensor x, Tensor dw_weight, Tensor pw_weight, Tensor? dw_bias=None, "
+      "Tensor? pw_bias=None, int[2] stride=[1, 1], int[4] padding=[0, 0, 0, 0], "
+      "int[2] dilation=[1, 1], str? dw_activation=None, str? pw_activation=None) -> Tensor",
+      tags);
+}

@@ -1,0 +1,46 @@
+// The dsconv_ext._C Python module: kernel-set control and introspection. The ops
+// themselves are reached through torch.ops.dsconv (registered when this library loads).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "../cpu/activation.h"
+#include "../cpu/dispatch.h"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "dsconv_ext native module";
+  m.def("cpu_capability", [] { return std::string(dsconv::isa_name(dsconv::active_isa())); },
+        "The kernel set in use: 'avx512', 'avx2', 'neon' or 'scalar'.");
+  m.def("best_cpu_capability", [] { return std::string(dsconv::isa_name(dsconv::best_isa())); });
+  m.def("supported_cpu_capabilities", [] { return dsconv::supported_isas(); });
+  m.def("set_cpu_capability", [](const std::string& name) {
+    dsconv::Isa isa;
+    if (!dsconv::isa_from_name(name, &isa)) throw py::value_error(dsconv::set_active_isa(name));
+    const std::string error = dsconv::set_active_isa(name);
+    if (!error.empty()) throw std::runtime_error(error);
+  });
+  m.def("last_kernels", &dsconv::last_kernels,
+        "Kernels the last dsconv op called on this thread ran, joined with '+'.");
+  m.def("activation_names", [] {
+    int count = 0;
+    const char* const* names = dsconv::activation_names(&count);
+    return std::vector<std::string>(names, names + count);
+  });
+  m.def("kernel_registry", [] {
+    int count = 0;
+    const dsconv::KernelEntry* entries = dsconv::kernel_registry(&count);
+    std::vector<py::dict> out;
+    for (int i = 0; i < count; ++i) {
+      const auto& e = entries[i];
+      py::dict d;
+      d["name"] = e.name;
+      d["isa"] = dsconv::isa_name(e.isa);
+      out.push_back(d);
+    }
+    return out;
+  });
+}

@@ -1,0 +1,123 @@
+// CPU implementations of dsconv::pointwise (a 1x1 convolution, i.e. a GEMM over pixels)
+// and its backward ops.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include "../cpu/dispatch.h"
+#include "checks.h"
+#include "tensor_shapes.h"
+
+namespace dsconv::ops {
+namespace {
+
+at::Tensor pointwise_cpu(const at::Tensor& x, const at::Tensor& weight,
+                         const std::optional<at::Tensor>& bias,
+                         std::optional<c10::string_view> activation) {
+  clear_kernel_record();
+  const Activation act = check_activation(activation, "activation");
+  check_input(x, "x");
+  check_pw_weight(weight, "weight", x.size(1), x, "x");
+  check_bias(bias, "bias", weight.size(0), x, "x");
+  const Layout layout = layout_of(x);
+  const PwShape s = make_pw_shape(x.size(0), x.size(1), weight.size(0), x.size(2), x.size(3), act,
+                                  layout);
+  at::Tensor y = at::empty({s.batch, s.out_channels, x.size(2), x.size(3)},
+                           x.options().memory_format(memory_format(layout)));
+  if (y.numel() == 0) return y;
+  const at::Tensor xc = x.contiguous(memory_format(layout));
+  const at::Tensor w = weight.contiguous();
+  const at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::pointwise", [&] {
+    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::PwForward>(
+        select_kernel(pw_query(Op::pw_forward, dtype_of<scalar_t>(), s)));
+    const scalar_t* xp = xc.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    const int64_t pixel_work = s.in_channels * s.out_channels;
+    at::parallel_for(0, s.batch * s.pixels, grain_for(pixel_work), [&](int64_t begin, int64_t end) {
+      for_each_image_piece(begin, end, s.pixels, [&](int64_t n, int64_t p0, int64_t p1) {
+        kernel(s, xp + n * s.x_ns + p0 * s.x_ps, wp, bp, yp + n * s.y_ns + p0 * s.y_ps, p1 - p0);
+      });
+    });
+  });
+  return y;
+}
+
+at::Tensor pointwise_backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weight) {
+  clear_kernel_record();
+  check_input(grad_out, "grad_out");
+  check_float_tensor(weight, "weight", 4, "[C_out, C_in, 1, 1]");
+  check_pw_weight(weight, "weight", weight.size(1), grad_out, "grad_out");
+  TORCH_CHECK(grad_out.size(1) == weight.size(0), "grad_out has ", grad_out.size(1),
+              " channels but weight has C_out=", weight.size(0));
+  const Layout layout = layout_of(grad_out);
+  const PwShape s = make_pw_shape(grad_out.size(0), weight.size(1), weight.size(0),
+                                  grad_out.size(2), grad_out.size(3), Activation::none, layout);
+  at::Tensor gx = at::empty({s.batch, s.in_channels, grad_out.size(2), grad_out.size(3)},
+                            grad_out.options().memory_format(memory_format(layout)));
+  if (gx.numel() == 0) return gx;
+  const at::Tensor gy = grad_out.contiguous(memory_format(layout));
+  const at::Tensor w = weight.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "dsconv::pointwise_backward_input", [&] {
+    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::PwBackwardInput>(
+        select_kernel(pw_query(Op::pw_backward_input, dtype_of<scalar_t>(), s)));
+    const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
+    const int64_t pixel_work = s.in_channels * s.out_channels;
+    at::parallel_for(0, s.batch * s.pixels, grain_for(pixel_work), [&](int64_t begin, int64_t end) {
+      for_each_image_piece(begin, end, s.pixels, [&](int64_t n, int64_t p0, int64_t p1) {
+        kernel(s, gyp + n * s.y_ns + p0 * s.y_ps, wp, gxp + n * s.x_ns + p0 * s.x_ps, p1 - p0);
+      });
+    });
+  });
+  return gx;
+}
+
+at::Tensor pointwise_backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x) {
+  clear_kernel_record();
+  check_input(grad_out, "grad_out");
+  check_input(x, "x");
+  check_same_kind(grad_out, "grad_out", x, "x");
+  TORCH_CHECK(grad_out.size(0) == x.size(0) && grad_out.size(2) == x.size(2) &&
+                  grad_out.size(3) == x.size(3),
+              "grad_out must match x in batch and spatial size, got grad_out ", grad_out.sizes(),
+              " and x ", x.sizes());
+  const int64_t out_channels = grad_out.size(1);
+  const int64_t in_channels = x.size(1);
+  if (grad_out.numel() == 0 || x.numel() == 0) {
+    return at::zeros({out_channels, in_channels, 1, 1}, x.options());
+  }
+  const Layout layout = layout_of(x);
+  const PwShape s = make_pw_shape(x.size(0), in_channels, out_channels, x.size(2), x.size(3),
+                                  Activation::none, layout);
+  const at::Tensor xc = x.contiguous(memory_format(layout));
+  const at::Tensor gy = grad_out.contiguous(memory_format(layout));
+  at::Tensor gw = at::empty({out_channels, in_channels, 1, 1}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(gw.scalar_type(), "dsconv::pointwise_backward_weight", [&] {
+    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::PwBackwardWeight>(
+        select_kernel(pw_query(Op::pw_backward_weight, dtype_of<scalar_t>(), s)));
+    const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
+    const scalar_t* xp = xc.const_data_ptr<scalar_t>();
+    scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
+    const int64_t row_work = s.batch * s.pixels * s.in_channels;
+    at::parallel_for(0, out_channels, grain_for(row_work), [&](int64_t begin, int64_t end) {
+      kernel(s, gyp, xp, gwp + begin * in_channels, begin, end);
+    });
+  });
+  return gw;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dsconv, CPU, m) {
+  m.impl("pointwise", &pointwise_cpu);
+  m.impl("pointwise_backward_input", &pointwise_backward_input_cpu);
+  m.impl("pointwise_backward_weight", &pointwise_backward_weight_cpu);
+}
+
+}  // namespace dsconv::ops

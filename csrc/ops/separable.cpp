@@ -1,0 +1,78 @@
+// CPU implementation of dsconv::separable: depthwise -> bias -> act -> pointwise -> bias
+// -> act in one pass over row tiles (csrc/cpu/separable.h); the depthwise output lives
+// only in a per-thread tile of at most max(64 KiB, one intermediate row).
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "../cpu/dispatch.h"
+#include "../cpu/separable.h"
+#include "checks.h"
+#include "depthwise.h"
+#include "tensor_shapes.h"
+
+namespace dsconv::ops {
+namespace {
+
+at::Tensor separable_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
+                         const at::Tensor& pw_weight, const std::optional<at::Tensor>& dw_bias,
+                         const std::optional<at::Tensor>& pw_bias, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation,
+                         std::optional<c10::string_view> dw_activation,
+                         std::optional<c10::string_view> pw_activation) {
+  clear_kernel_record();
+  const Activation dw_act = check_activation(dw_activation, "dw_activation");
+  const Activation pw_act = check_activation(pw_activation, "pw_activation");
+  const DepthwiseCall call = prepare_depthwise(x, dw_weight, dw_bias, "dw_weight", "dw_bias",
+                                               stride, padding, dilation, dw_act);
+  const DwShape& dw = call.shape;
+  check_pw_weight(pw_weight, "pw_weight", dw.out_channels(), x, "x");
+  check_bias(pw_bias, "pw_bias", pw_weight.size(0), x, "x");
+  const PwShape pw = make_pw_shape(dw.batch, dw.out_channels(), pw_weight.size(0), dw.out_h,
+                                   dw.out_w, pw_act, dw.layout);
+  at::Tensor y = at::empty({dw.batch, pw.out_channels, dw.out_h, dw.out_w},
+                           call.x.options().memory_format(memory_format(dw.layout)));
+  if (y.numel() == 0) return y;
+  const at::Tensor wpw = pw_weight.contiguous();
+  const at::Tensor bpw =
+      pw_bias.has_value() && pw_bias->defined() ? pw_bias->contiguous() : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::separable", [&] {
+    using Kernels = KernelTypes<scalar_t>;
+    const auto dw_kernel = kernel_fn<typename Kernels::DwForward>(
+        select_kernel(dw_query(Op::dw_forward, dtype_of<scalar_t>(), dw)));
+    const auto pw_kernel = kernel_fn<typename Kernels::PwForward>(
+        select_kernel(pw_query(Op::pw_forward, dtype_of<scalar_t>(), pw)));
+    const scalar_t* xp = call.x.const_data_ptr<scalar_t>();
+    const scalar_t* wdw = call.weight.const_data_ptr<scalar_t>();
+    const scalar_t* bdw = call.bias.defined() ? call.bias.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* wpwp = wpw.const_data_ptr<scalar_t>();
+    const scalar_t* bpwp = bpw.defined() ? bpw.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    const int64_t tile_rows = separable_tile_rows<scalar_t>(dw);
+    const int64_t tiles_per_image = (dw.out_h + tile_rows - 1) / tile_rows;
+    const int64_t tile_work = tile_rows * dw.out_w * dw.out_channels() *
+                              (dw.kernel_h * dw.kernel_w + pw.out_channels);
+    at::parallel_for(0, dw.batch * tiles_per_image, grain_for(tile_work), [&](int64_t begin,
+                                                                              int64_t end) {
+      std::vector<scalar_t> tile(tile_rows * dw.out_w * dw.out_channels());
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t n = t / tiles_per_image;
+        const int64_t r0 = (t % tiles_per_image) * tile_rows;
+        const int64_t r1 = std::min(dw.out_h, r0 + tile_rows);
+        separable_forward_rows<scalar_t>(dw, pw, dw_kernel, pw_kernel, xp + n * dw.x_ns, wdw, bdw,
+                                         wpwp, bpwp, yp + n * pw.y_ns + r0 * dw.out_w * pw.y_ps,
+                                         r0, r1, tile.data());
+      }
+    });
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dsconv, CPU, m) { m.impl("separable", &separable_cpu); }
+
+}  // namespace dsconv::ops

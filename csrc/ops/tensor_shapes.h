@@ -1,0 +1,83 @@
+// From tensors to the kernels' plain shape structs: layout choice, canonical strides,
+// and the split of flat work ranges into per-image pieces.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include "../cpu/dispatch.h"
+#include "../cpu/shapes.h"
+#include "checks.h"
+
+namespace dsconv::ops {
+
+// The one memory-format rule of every op: an input that is channels_last-contiguous and
+// not NCHW-contiguous is computed and returned channels_last; everything else is NCHW
+// (other strides are copied to NCHW once). dsconv_ext/_fake.py mirrors this rule.
+inline Layout layout_of(const at::Tensor& x) {
+  return (!x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast)) ? Layout::nhwc
+                                                                                 : Layout::nchw;
+}
+
+inline at::MemoryFormat memory_format(Layout layout) {
+  return layout == Layout::nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+}
+
+// Element strides (n, c, h, w) of a dense [n, c, h, w] tensor in `layout`. Computed from
+// the sizes, not read from the tensor: a contiguous tensor may carry arbitrary strides on
+// size-1 dimensions, which the pixel flattening of pointwise cannot use.
+struct Strides {
+  int64_t n, c, h, w;
+};
+inline Strides dense_strides(int64_t c, int64_t h, int64_t w, Layout layout) {
+  if (layout == Layout::nhwc) return {h * w * c, 1, w * c, c};
+  return {c * h * w, h * w, w, 1};
+}
+
+inline DwShape make_dw_shape(int64_t batch, int64_t channels, int64_t multiplier, int64_t in_h,
+                             int64_t in_w, const Geometry& g, Activation act, Layout layout) {
+  const Strides xs = dense_strides(channels, in_h, in_w, layout);
+  const Strides ys = dense_strides(channels * multiplier, g.out_h, g.out_w, layout);
+  return DwShape{batch,      channels,   multiplier, in_h,       in_w,       g.out_h,
+                 g.out_w,    g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_top,
+                 g.pad_left, g.dilation_h, g.dilation_w, xs.n, xs.c, xs.h,
+                 xs.w,       ys.n,       ys.c,       ys.h,       ys.w,       act,
+                 layout};
+}
+
+inline PwShape make_pw_shape(int64_t batch, int64_t in_channels, int64_t out_channels,
+                             int64_t height, int64_t width, Activation act, Layout layout) {
+  const Strides xs = dense_strides(in_channels, height, width, layout);
+  const Strides ys = dense_strides(out_channels, height, width, layout);
+  return PwShape{batch, in_channels, out_channels, height * width, xs.n, xs.c, xs.w,
+                 ys.n,  ys.c,        ys.w,         act,            layout};
+}
+
+inline KernelQuery dw_query(Op op, DType dtype, const DwShape& s) {
+  KernelQuery q{op, dtype, s.layout};
+  q.kernel_h = s.kernel_h, q.kernel_w = s.kernel_w, q.stride_h = s.stride_h, q.stride_w = s.stride_w;
+  q.dilation_h = s.dilation_h, q.dilation_w = s.dilation_w, q.multiplier = s.multiplier;
+  return q;
+}
+
+inline KernelQuery pw_query(Op op, DType dtype, const PwShape& s) {
+  return KernelQuery{op, dtype, s.layout};
+}
+
+// Calls fn(image, begin, end) for each per-image piece of the flat range [begin, end)
+// over images of `per_image` units each.
+template <typename Fn>
+void for_each_image_piece(int64_t begin, int64_t end, int64_t per_image, const Fn& fn) {
+  while (begin < end) {
+    const int64_t n = begin / per_image;
+    const int64_t local = begin - n * per_image;
+    const int64_t count = std::min(end - begin, per_image - local);
+    fn(n, local, local + count);
+    begin += count;
+  }
+}
+
+// Smallest chunk worth a thread: about `target` multiply-adds.
+inline int64_t grain_for(int64_t work_per_unit, int64_t target = 1 << 15) {
+  return std::max<int64_t>(1, target / std::max<int64_t>(1, work_per_unit));
+}
+
+}  // namespace dsconv::ops

@@ -1,0 +1,79 @@
+"""Fake (meta) kernels: output shape, dtype, device and memory format of every op, for
+torch.compile and FakeTensor tracing. Argument validation stays in the real kernels."""
+import torch
+
+lib = "dsconv::"
+
+
+def _format(t):
+    # Mirrors layout_of() in csrc/ops/tensor_shapes.h: channels_last only when the tensor
+    # is channels_last-contiguous and not NCHW-contiguous.
+    if not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _empty(like, shape, fmt):
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt)
+
+
+def _check_device(x, *others):
+    for t in others:
+        if t is not None and t.device != x.device:
+            raise RuntimeError(f"tensors of one call must be on one device, got {x.device} and {t.device}")
+
+
+def _out_size(size, kernel, stride, pad_a, pad_b, dilation):
+    return (size + pad_a + pad_b - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _conv_out(x, weight, stride, padding, dilation):
+    return (_out_size(x.shape[2], weight.shape[2], stride[0], padding[0], padding[1], dilation[0]),
+            _out_size(x.shape[3], weight.shape[3], stride[1], padding[2], padding[3], dilation[1]))
+
+
+@torch.library.register_fake(lib + "depthwise")
+def _depthwise(x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1),
+               activation=None):
+    _check_device(x, weight, bias)
+    oh, ow = _conv_out(x, weight, stride, padding, dilation)
+    return _empty(x, (x.shape[0], weight.shape[0], oh, ow), _format(x))
+
+
+@torch.library.register_fake(lib + "depthwise_backward_input")
+def _depthwise_backward_input(grad_out, weight, input_size, stride, padding, dilation):
+    _check_device(grad_out, weight)
+    return _empty(grad_out, tuple(input_size), _format(grad_out))
+
+
+@torch.library.register_fake(lib + "depthwise_backward_weight")
+def _depthwise_backward_weight(grad_out, x, weight_size, stride, padding, dilation):
+    _check_device(grad_out, x)
+    return _empty(x, tuple(weight_size), torch.contiguous_format)
+
+
+@torch.library.register_fake(lib + "pointwise")
+def _pointwise(x, weight, bias=None, activation=None):
+    _check_device(x, weight, bias)
+    return _empty(x, (x.shape[0], weight.shape[0], x.shape[2], x.shape[3]), _format(x))
+
+
+@torch.library.register_fake(lib + "pointwise_backward_input")
+def _pointwise_backward_input(grad_out, weight):
+    _check_device(grad_out, weight)
+    g = grad_out
+    return _empty(g, (g.shape[0], weight.shape[1], g.shape[2], g.shape[3]), _format(g))
+
+
+@torch.library.register_fake(lib + "pointwise_backward_weight")
+def _pointwise_backward_weight(grad_out, x):
+    _check_device(grad_out, x)
+    return _empty(x, (grad_out.shape[1], x.shape[1], 1, 1), torch.contiguous_format)
+
+
+@torch.library.register_fake(lib + "separable")
+def _separable(x, dw_weight, pw_weight, dw_bias=None, pw_bias=None, stride=(1, 1),
+               padding=(0, 0, 0, 0), dilation=(1, 1), dw_activation=None, pw_activation=None):
+    _check_device(x, dw_weight, pw_weight, dw_bias, pw_bias)
+    oh, ow = _conv_out(x, dw_weight, stride, padding, dilation)
+    return _empty(x, (x.shape[0], pw_weight.shape[0], oh, ow), _format(x))

@@ -1,0 +1,73 @@
+"""The public ops. Arguments follow F.conv2d; this layer only turns stride, padding and
+dilation into the explicit forms of the op schemas (csrc/ops/library.cpp), and every
+check happens once, in csrc/ops/checks.h."""
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+
+from . import _C
+
+# The activations every op accepts (defined once, in csrc/cpu/activation.h).
+ACTIVATIONS = (None,) + tuple(n for n in _C.activation_names() if n != "none")
+
+IntPair = Union[int, Sequence[int]]
+Padding = Union[int, Sequence[int], str]
+
+
+def _pair(value: IntPair, name: str) -> Tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if (isinstance(value, (tuple, list, torch.Size)) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        return (value[0], value[1])
+    raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def _padding(padding: Padding, weight: torch.Tensor, stride, dilation) -> Tuple[int, int, int, int]:
+    """Explicit [top, bottom, left, right] padding, as F.conv2d would apply it."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding != "same":
+            raise ValueError(f"padding must be an int, a pair of ints, 'same' or 'valid', got {padding!r}")
+        if stride != (1, 1):
+            raise ValueError(f"padding='same' needs stride 1 (as in F.conv2d), got stride {stride}")
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+            return (0, 0, 0, 0)  # the op reports the malformed weight
+        out = []
+        for k, d in zip(weight.shape[2:], dilation):
+            total = d * (k - 1)
+            out += [total // 2, total - total // 2]  # the odd extra goes bottom/right, as ATen
+        return tuple(out)
+    ph, pw = _pair(padding, "padding")
+    return (ph, ph, pw, pw)
+
+
+def depthwise(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+              stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
+              activation: Optional[str] = None) -> torch.Tensor:
+    """Depthwise convolution, `activation(F.conv2d(x, weight, bias, stride, padding, dilation,
+    groups=C))`. weight is [C*M, 1, kh, kw] (M: channel multiplier)."""
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    return torch.ops.dsconv.depthwise(x, weight, bias, stride,
+                                      _padding(padding, weight, stride, dilation), dilation,
+                                      activation)
+
+
+def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+              activation: Optional[str] = None) -> torch.Tensor:
+    """1x1 convolution, `activation(F.conv2d(x, weight, bias))`. weight is [C_out, C_in, 1, 1]."""
+    return torch.ops.dsconv.pointwise(x, weight, bias, activation)
+
+
+def separable(x: torch.Tensor, dw_weight: torch.Tensor, pw_weight: torch.Tensor,
+              dw_bias: Optional[torch.Tensor] = None, pw_bias: Optional[torch.Tensor] = None,
+              stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
+              dw_activation: Optional[str] = None,
+              pw_activation: Optional[str] = None) -> torch.Tensor:
+    """Fused depthwise -> bias -> act -> pointwise -> bias -> act; the depthwise output is
+    never written to memory."""
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    return torch.ops.dsconv.separable(x, dw_weight, pw_weight, dw_bias, pw_bias, stride,
+                                      _padding(padding, dw_weight, stride, dilation), dilation,
+                                      dw_activation, pw_activation)

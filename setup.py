@@ -1,0 +1,75 @@
+"""Builds dsconv_ext._C against the torch installed in the target environment.
+
+Under pip's default build isolation the isolated environment has no torch (and must not
+download one: the extension would then be built for a different torch than the one it
+runs under), so when `import torch` fails here we add the target environment's
+site-packages to sys.path and import its torch.
+"""
+import os
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).resolve().parent
+
+
+def import_target_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        paths = sysconfig.get_paths()
+        for key in ("purelib", "platlib"):
+            if paths[key] not in sys.path:
+                sys.path.append(paths[key])
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            sys.exit("dsconv_ext needs PyTorch installed first: pip install torch==2.13.0 "
+                     "(or your platform's torch), then pip install .")
+    import torch
+    return torch
+
+
+torch = import_target_torch()
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+
+def sources(folder, suffix):
+    return sorted(str(p.relative_to(ROOT)) for p in (ROOT / folder).rglob("*" + suffix))
+
+
+def want_cuda():
+    # CUDA kernels are built only when this torch has CUDA and nvcc is on hand.
+    if os.environ.get("DSCONV_NO_CUDA") == "1" or torch.version.cuda is None:
+        return False
+    from torch.utils.cpp_extension import CUDA_HOME
+    return CUDA_HOME is not None or shutil.which("nvcc") is not None
+
+
+def extension():
+    cxx = ["-O3", "-fopenmp"]
+    link = ["-fopenmp"]
+    if os.environ.get("DSCONV_SANITIZE") == "1":
+        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
+        cxx, link = cxx[1:] + san, link + san
+    cpp = sources("csrc/ops", ".cpp") + sources("csrc/cpu", ".cpp")
+    cu = sources("csrc/cuda", ".cu") if want_cuda() else []
+    if cu:
+        return CUDAExtension("dsconv_ext._C", cpp + cu,
+                             extra_compile_args={"cxx": cxx + ["-DDSCONV_WITH_CUDA"], "nvcc": ["-O3"]},
+                             extra_link_args=link)
+    return CppExtension("dsconv_ext._C", cpp, extra_compile_args={"cxx": cxx}, extra_link_args=link)
+
+
+def write_build_info():
+    # Read at import: the extension only loads under the torch it was built for.
+    (ROOT / "dsconv_ext" / "_build_info.py").write_text(
+        "# Written by setup.py at build time.\n"
+        f"TORCH_VERSION = {torch.__version__!r}\n")
+
+
+write_build_info()
+setup(ext_modules=[extension()], cmdclass={"build_ext": BuildExtension})
