@@ -11,8 +11,6 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from setuptools import setup
-
 ROOT = Path(__file__).resolve().parent
 
 
@@ -33,7 +31,8 @@ def import_target_torch():
     return torch
 
 
-torch = import_target_torch()
+torch = import_target_torch()  # before setuptools: a bare environment gets this message
+from setuptools import setup  # noqa: E402
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 

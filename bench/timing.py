@@ -1,0 +1,67 @@
+"""Interleaved timing of several zero-argument callables.
+
+Each variant is warmed up, its cost estimated, and given a repetition count so that it runs
+for about `min_time` seconds (between `min_reps` and `max_reps` reps). The reps of all
+variants are then spread evenly over one sequence of rounds (A B C D A B C D ...), so slow
+drift of the machine (clock, neighbours, thermals) hits every variant alike.
+"""
+import gc
+import statistics
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stats:
+    median_us: float
+    p10_us: float
+    p90_us: float
+    reps: int
+
+    @classmethod
+    def of(cls, samples_us):
+        return cls(statistics.median(samples_us), percentile(samples_us, 10),
+                   percentile(samples_us, 90), len(samples_us))
+
+
+def percentile(values, q):
+    """Linearly interpolated q-th percentile (0..100)."""
+    s = sorted(values)
+    pos = (len(s) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def time_call_us(fn):
+    t0 = time.perf_counter_ns()
+    out = fn()  # noqa: F841  (kept alive so freeing it is not timed)
+    t1 = time.perf_counter_ns()
+    return (t1 - t0) / 1e3
+
+
+def measure(fns, *, min_time, max_reps, warmup_time, min_reps=3):
+    """{name: Stats} for {name: fn}. The caller sets threads and inference mode."""
+    reps = {}
+    for name, fn in fns.items():
+        warm = [time_call_us(fn)]
+        deadline = time.perf_counter() + warmup_time
+        while time.perf_counter() < deadline:
+            warm.append(time_call_us(fn))
+        estimate_s = statistics.median(warm) / 1e6
+        reps[name] = max(min_reps, min(max_reps, round(min_time / estimate_s)))
+
+    rounds = max(reps.values())
+    samples = {name: [] for name in fns}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            for name, fn in fns.items():
+                n = reps[name]
+                if (r + 1) * n // rounds > r * n // rounds:  # n of the rounds, evenly spread
+                    samples[name].append(time_call_us(fn))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {name: Stats.of(s) for name, s in samples.items()}
