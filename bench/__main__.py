@@ -102,7 +102,7 @@ def main(argv=None):
                   f"for this case and no results are written.\n{e}\n{bar}", file=sys.stderr)
             return 1
         run = {"threads": threads, "ops": args.ops, "rows": rows,
-               "header": report.header_lines({**meta}, threads, rows, budget),
+               "header": report.header_lines(meta, threads, rows, budget),
                "summary": report.summarize(rows, args.ops)}
         runs.append(run)
         print()
@@ -115,6 +115,9 @@ def main(argv=None):
         print()
         for op, s in run["summary"].items():
             print(report.summary_line(op, s, threads))
+        note = report.noise_note(rows)
+        if note:
+            print(note)
 
     meta["wall_s"] = time.perf_counter() - start
     report.write_results(args.out, meta, runs)

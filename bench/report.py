@@ -2,11 +2,12 @@
 when importable, else plain text), results.md and results.json."""
 import json
 import math
+import sys
 from dataclasses import asdict
 
 from .ops import ATEN_VARIANTS, DSE_VARIANTS
 
-COLUMNS = ("id", "net", "C,H,s,Co", "dse NCHW µs", "dse CL µs", "ATen NCHW µs", "ATen CL µs",
+COLUMNS = ("id", "net", "C,H,s,Co", "dse NCHW", "dse CL", "ATen NCHW", "ATen CL",
            "NCHW vs best ATen", "CL vs best ATen", "dse GFLOP/s", "spread")
 LEFT = {"id", "net", "C,H,s,Co"}
 
@@ -57,6 +58,15 @@ def summary_line(op, s, threads):
             f"[NCHW {fmt_x(s['geomean_dse_nchw'])}, CL {fmt_x(s['geomean_dse_cl'])}]")
 
 
+def noise_note(rows, limit=0.5):
+    """A warning when timings are noisy (a busy machine), else None."""
+    noisy = sorted({r["id"] for r in rows if r["spread"] > limit})
+    if not noisy:
+        return None
+    return (f"note: spread > {100 * limit:.0f}% on layer(s) {','.join(map(str, noisy))}: "
+            "the machine was busy or the clock unsteady; rerun before trusting those rows")
+
+
 def kernels_used(rows):
     """{op: distinct kernel chains the dsconv variants ran, in first-seen order}."""
     out = {}
@@ -104,7 +114,8 @@ def table_cells(rows, op):
 
 
 def table_title(op, threads, batch):
-    return f"{op} - {threads} thread(s), batch {batch}: median µs"
+    return (f"{op} - {threads} thread(s), batch {batch}: median µs; speedup = best ATen / dsconv; "
+            f"GFLOP/s of dsconv's faster layout")
 
 
 def render_plain(title, cells):
@@ -124,10 +135,13 @@ def render_markdown(title, cells):
 
 
 def print_table(title, cells):
+    """rich on a terminal when it is installed; plain text otherwise (logs, CI, pipes)."""
     try:
         from rich.console import Console
         from rich.table import Table
     except ImportError:
+        Console = None
+    if Console is None or not sys.stdout.isatty():
         print(render_plain(title, cells))
         return
     table = Table(title=title, title_justify="left")
@@ -150,7 +164,8 @@ def write_results(out_dir, meta, runs):
             cells = table_cells(run["rows"], op)
             if cells:
                 md += [render_markdown(table_title(op, run["threads"], meta["batch"]), cells), ""]
+        note = noise_note(run["rows"])
         md += ["```", *(summary_line(op, s, run["threads"]) for op, s in run["summary"].items()),
-               "```", ""]
+               *([note] if note else []), "```", ""]
     md.append(f"wall time: {meta['wall_s']:.1f} s")
     (out_dir / "results.md").write_text("\n".join(md) + "\n")

@@ -30,6 +30,14 @@ def _activation_backward(grad, activation, output, preactivation):
     raise ValueError(f"unknown activation {activation!r}")
 
 
+def _needs_input_grad(ctx, count):
+    """ctx.needs_input_grad for the first `count` arguments. The dispatcher drops trailing
+    arguments equal to their defaults (bias=None, stride=[1, 1], ...) before autograd sees
+    them, so the tuple may be shorter; dropped arguments need no gradient."""
+    need = tuple(ctx.needs_input_grad)[:count]
+    return need + (False,) * (count - len(need))
+
+
 def _bias_grad(grad):
     return grad.sum(dim=(0, 2, 3))
 
@@ -38,7 +46,7 @@ def _bias_grad(grad):
 
 def _depthwise_setup(ctx, inputs, output):
     x, weight, bias, stride, padding, dilation, activation = inputs
-    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    need_x, need_w, need_b = _needs_input_grad(ctx, 3)
     ctx.geometry = (stride, padding, dilation)
     ctx.activation = activation
     ctx.input_size = tuple(x.shape)
@@ -57,7 +65,7 @@ def _depthwise_backward(ctx, grad):
     g = _activation_backward(
         grad, ctx.activation, output,
         lambda: ops.depthwise(x, weight, bias, stride, padding, dilation, None))
-    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    need_x, need_w, need_b = _needs_input_grad(ctx, 3)
     gx = ops.depthwise_backward_input(g, weight, ctx.input_size, stride, padding, dilation) if need_x else None
     gw = ops.depthwise_backward_weight(g, x, ctx.weight_size, stride, padding, dilation) if need_w else None
     gb = _bias_grad(g) if need_b else None
@@ -72,7 +80,7 @@ torch.library.register_autograd("dsconv::depthwise", _depthwise_backward,
 
 def _pointwise_setup(ctx, inputs, output):
     x, weight, bias, activation = inputs
-    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    need_x, need_w, need_b = _needs_input_grad(ctx, 3)
     ctx.activation = activation
     recompute = _NEEDS_PREACTIVATION[activation] and (need_x or need_w or need_b)
     ctx.save_for_backward(
@@ -86,7 +94,7 @@ def _pointwise_backward(ctx, grad):
     x, weight, bias, output = ctx.saved_tensors
     g = _activation_backward(grad, ctx.activation, output,
                              lambda: ops.pointwise(x, weight, bias, None))
-    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    need_x, need_w, need_b = _needs_input_grad(ctx, 3)
     gx = ops.pointwise_backward_input(g, weight) if need_x else None
     gw = ops.pointwise_backward_weight(g, x) if need_w else None
     gb = _bias_grad(g) if need_b else None
@@ -113,7 +121,7 @@ def _separable_backward(ctx, grad):
     x, dw_weight, pw_weight, dw_bias, pw_bias, output = ctx.saved_tensors
     stride, padding, dilation = ctx.geometry
     dw_act, pw_act = ctx.activations
-    need = ctx.needs_input_grad
+    need = _needs_input_grad(ctx, 5)
     mid = ops.depthwise(x, dw_weight, dw_bias, stride, padding, dilation, dw_act)
     g_pw = _activation_backward(grad, pw_act, output,
                                 lambda: ops.pointwise(mid, pw_weight, pw_bias, None))

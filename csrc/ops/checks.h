@@ -74,10 +74,11 @@ struct Geometry {
   int64_t out_h, out_w;
 };
 
-// padding is [top, bottom, left, right].
+// padding is [top, bottom, left, right]; weight_name names the argument the kernel size
+// comes from.
 inline Geometry check_geometry(int64_t in_h, int64_t in_w, int64_t kernel_h, int64_t kernel_w,
-                               at::IntArrayRef stride, at::IntArrayRef padding,
-                               at::IntArrayRef dilation) {
+                               const char* weight_name, at::IntArrayRef stride,
+                               at::IntArrayRef padding, at::IntArrayRef dilation) {
   TORCH_CHECK_VALUE(stride.size() == 2, "stride must have 2 elements (h, w), got ", stride.size());
   TORCH_CHECK_VALUE(dilation.size() == 2, "dilation must have 2 elements (h, w), got ",
                     dilation.size());
@@ -94,9 +95,10 @@ inline Geometry check_geometry(int64_t in_h, int64_t in_w, int64_t kernel_h, int
   const int64_t padded_w = in_w + g.pad_left + g.pad_right;
   const int64_t span_h = g.dilation_h * (kernel_h - 1) + 1;
   const int64_t span_w = g.dilation_w * (kernel_w - 1) + 1;
-  TORCH_CHECK(span_h <= padded_h && span_w <= padded_w, "kernel of size ", kernel_h, "x", kernel_w,
-              " with dilation ", dilation, " spans ", span_h, "x", span_w,
-              ", larger than the padded input ", padded_h, "x", padded_w);
+  TORCH_CHECK(span_h <= padded_h && span_w <= padded_w, weight_name, " has a kernel of size ",
+              kernel_h, "x", kernel_w, " which with dilation ", dilation, " spans ", span_h, "x",
+              span_w, ", larger than the padded input ", padded_h, "x", padded_w, " (input ", in_h,
+              "x", in_w, ", padding ", padding, ")");
   g.out_h = (padded_h - span_h) / g.stride_h + 1;
   g.out_w = (padded_w - span_w) / g.stride_w + 1;
   return g;

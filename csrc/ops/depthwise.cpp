@@ -21,8 +21,8 @@ DepthwiseCall prepare_depthwise(const at::Tensor& x, const at::Tensor& weight,
   check_input(x, "x");
   check_dw_weight(weight, weight_name, x.size(1), x, "x");
   check_bias(bias, bias_name, weight.size(0), x, "x");
-  const Geometry g = check_geometry(x.size(2), x.size(3), weight.size(2), weight.size(3), stride,
-                                    padding, dilation);
+  const Geometry g = check_geometry(x.size(2), x.size(3), weight.size(2), weight.size(3),
+                                    weight_name, stride, padding, dilation);
   const int64_t channels = x.size(1);
   const int64_t multiplier = channels == 0 ? 1 : weight.size(0) / channels;
   const Layout layout = layout_of(x);
@@ -76,7 +76,7 @@ at::Tensor depthwise_backward_input_cpu(const at::Tensor& grad_out, const at::Te
   const int64_t channels = input_size[1];
   check_dw_weight(weight, "weight", channels, grad_out, "grad_out");
   const Geometry g = check_geometry(input_size[2], input_size[3], weight.size(2), weight.size(3),
-                                    stride, padding, dilation);
+                                    "weight", stride, padding, dilation);
   const std::vector<int64_t> expected{input_size[0], weight.size(0), g.out_h, g.out_w};
   TORCH_CHECK(grad_out.sizes() == at::IntArrayRef(expected), "grad_out must have shape ",
               at::IntArrayRef(expected), " for this input and weight, got ", grad_out.sizes());
@@ -121,8 +121,8 @@ at::Tensor depthwise_backward_weight_cpu(const at::Tensor& grad_out, const at::T
                             : (out_channels >= channels && out_channels % channels == 0),
               "weight_size[0] must be a positive multiple of the input channels C=", channels,
               ", got ", out_channels);
-  const Geometry g = check_geometry(x.size(2), x.size(3), weight_size[2], weight_size[3], stride,
-                                    padding, dilation);
+  const Geometry g = check_geometry(x.size(2), x.size(3), weight_size[2], weight_size[3],
+                                    "weight_size", stride, padding, dilation);
   const std::vector<int64_t> expected{x.size(0), out_channels, g.out_h, g.out_w};
   TORCH_CHECK(grad_out.sizes() == at::IntArrayRef(expected), "grad_out must have shape ",
               at::IntArrayRef(expected), " for this input and weight, got ", grad_out.sizes());

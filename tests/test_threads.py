@@ -1,0 +1,64 @@
+"""Thread safety: Python threads calling the ops (forward and backward) at the same time on
+different shapes get exactly what serial calls get, and each thread's last_kernels()
+describes its own last call."""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+import dsconv_ext as dse
+from _ref import ACTIVATIONS
+
+THREADS = 8
+ROUNDS = 4
+
+
+def workload(i):
+    """A different problem per thread: channels, size, kernel, stride, layout, activation."""
+    g = torch.Generator().manual_seed(100 + i)
+    c, k, stride = 4 + 2 * i, (3, 5)[i % 2], 1 + i % 2
+    x = torch.randn(1 + i % 3, c, 20 + i, 25 - i % 4, generator=g)
+    if i % 2:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w_dw = torch.randn(2 * c, 1, k, k, generator=g).requires_grad_()
+    w_pw = torch.randn(3 + i, 2 * c, 1, 1, generator=g).requires_grad_()
+    b = torch.randn(3 + i, generator=g).requires_grad_()
+    act = ACTIVATIONS[i % len(ACTIVATIONS)]
+    return x, w_dw, w_pw, b, dict(stride=stride, padding=k // 2, dilation=1 + i % 2), act
+
+
+def run(i):
+    """Every op once, with the kernel record read after each; then a backward pass."""
+    x, w_dw, w_pw, b, geo, act = workload(i)
+    out, records = [], []
+    with torch.no_grad():
+        out.append(dse.depthwise(x, w_dw, None, activation=act, **geo))
+        records.append(dse.last_kernels())
+        out.append(dse.pointwise(out[0], w_pw, b, activation=act))
+        records.append(dse.last_kernels())
+    y = dse.separable(x, w_dw, w_pw, None, b, dw_activation=act, pw_activation="relu6", **geo)
+    records.append(dse.last_kernels())
+    out.append(y.detach())
+    out += torch.autograd.grad(y.square().sum(), (w_dw, w_pw, b))
+    return out, records
+
+
+def test_concurrent_calls_match_serial(isa):
+    serial = [run(i) for i in range(THREADS)]
+    start = threading.Barrier(THREADS)
+
+    def worker(i):
+        start.wait()
+        return [run(i) for _ in range(ROUNDS)]
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        results = list(pool.map(worker, range(THREADS)))
+
+    for i, rounds in enumerate(results):
+        expected_out, expected_records = serial[i]
+        assert len(expected_records[0]) == 1 and len(expected_records[2]) == 2
+        for out, records in rounds:
+            assert records == expected_records, f"thread {i}"
+            for got, expected in zip(out, expected_out):
+                assert got.shape == expected.shape and got.stride() == expected.stride()
+                assert torch.equal(got, expected), f"thread {i}"
