@@ -85,55 +85,86 @@ struct Depthwise {
     }
   }
 
+  // One output row for one channel vector: the KH*KW taps stay in registers for the whole
+  // row. Interior pixels of rows whose taps are all inside run four at a time so the FMA
+  // chains overlap; border pixels skip their outside taps (compile-time tap indices, so
+  // the taps still never leave registers).
+  template <int KH, int KW, bool FULL>
+  static void nhwc_row(const DwShape& s, const float* x, const float* w, const float* bias,
+                       float* y_row, int64_t oh, TapRange inner, typename V::Mask m) {
+    auto load = [m](const float* p) { return FULL ? V::load(p) : V::load(p, m); };
+    auto store = [m](float* p, reg v) { FULL ? V::store(p, v) : V::store(p, v, m); };
+    const int64_t C = s.channels;
+    const int64_t step = s.stride_w * s.x_ws, dh = s.dilation_h * s.x_hs, dw = s.dilation_w * s.x_ws;
+    const int64_t ih0 = oh * s.stride_h - s.pad_top;
+    const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, KH, s.in_h);
+    reg taps[KH * KW];
+    for (int t = 0; t < KH * KW; ++t) taps[t] = load(w + t * C);
+    const reg b = bias ? load(bias) : V::zero();
+    auto border = [&](int64_t ow) {
+      const TapRange kj = tap_range(ow, s.stride_w, s.pad_left, s.dilation_w, KW, s.in_w);
+      const int64_t iw0 = ow * s.stride_w - s.pad_left;
+      reg acc = b;
+#pragma GCC unroll 25
+      for (int i = 0; i < KH; ++i) {
+#pragma GCC unroll 25
+        for (int j = 0; j < KW; ++j) {
+          if (i >= ki.lo && i < ki.hi && j >= kj.lo && j < kj.hi) {
+            const float* p = x + (ih0 + i * s.dilation_h) * s.x_hs + (iw0 + j * s.dilation_w) * s.x_ws;
+            acc = V::fma(load(p), taps[i * KW + j], acc);
+          }
+        }
+      }
+      store(y_row + ow * s.y_ws, activate<V>(s.activation, acc));
+    };
+    if (ki.lo != 0 || ki.hi != KH) inner = {s.out_w, s.out_w};  // no full-window pixels
+    int64_t ow = 0;
+    for (; ow < inner.lo; ++ow) border(ow);
+    constexpr int U = 4;
+    for (; ow + U <= inner.hi; ow += U) {
+      const float* base = x + ih0 * s.x_hs + (ow * s.stride_w - s.pad_left) * s.x_ws;
+      reg acc[U];
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) acc[u] = b;
+#pragma GCC unroll 25
+      for (int t = 0; t < KH * KW; ++t) {
+        const float* p = base + (t / KW) * dh + (t % KW) * dw;
+#pragma GCC unroll 4
+        for (int u = 0; u < U; ++u) acc[u] = V::fma(load(p + u * step), taps[t], acc[u]);
+      }
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) store(y_row + (ow + u) * s.y_ws, activate<V>(s.activation, acc[u]));
+    }
+    for (; ow < s.out_w; ++ow) border(ow);
+  }
+
   template <int KH, int KW>
   static void forward_nhwc(const DwShape& s, const float* x, const float* w, const float* bias,
                            float* y, int64_t oh_begin, int64_t oh_end) {
     const int64_t C = s.channels;
-    const TapRange inner = interior_columns(s);
-    for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
-      float* y_row = y + (oh - oh_begin) * s.y_hs;
-      const int64_t ih0 = oh * s.stride_h - s.pad_top;
-      const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, s.kernel_h, s.in_h);
-      auto border = [&](int64_t ow) {
-        const TapRange kj = tap_range(ow, s.stride_w, s.pad_left, s.dilation_w, s.kernel_w, s.in_w);
-        nhwc_pixel(s, x, w, bias, y_row + ow * s.y_ws, ih0, ow * s.stride_w - s.pad_left, ki, kj);
-      };
-      const bool full_rows = KH > 0 && ki.lo == 0 && ki.hi == KH;
-      if (!full_rows || KW == 0) {
-        for (int64_t ow = 0; ow < s.out_w; ++ow) border(ow);
-        continue;
-      }
-      for (int64_t ow = 0; ow < inner.lo; ++ow) border(ow);
-      // Interior: per channel vector, the KH*KW taps stay in registers across the row.
-      if constexpr (KH > 0 && KW > 0) {
-        for (int64_t c = 0; c < C; c += N) {
-          const int lanes = static_cast<int>(std::min<int64_t>(N, C - c));
-          const auto m = V::mask(lanes);
-          auto load = [&](const float* p) { return lanes == N ? V::load(p) : V::load(p, m); };
-          reg taps[KH * KW];
-          for (int t = 0; t < KH * KW; ++t) taps[t] = load(w + t * C + c);
-          const reg b = bias ? load(bias + c) : V::zero();
-          for (int64_t ow = inner.lo; ow < inner.hi; ++ow) {
-            const float* base = x + ih0 * s.x_hs + (ow * s.stride_w - s.pad_left) * s.x_ws + c;
-            reg acc = b;
-#pragma GCC unroll 25
-            for (int i = 0; i < KH; ++i) {
-#pragma GCC unroll 25
-              for (int j = 0; j < KW; ++j) {
-                const float* p = base + i * s.dilation_h * s.x_hs + j * s.dilation_w * s.x_ws;
-                acc = V::fma(load(p), taps[i * KW + j], acc);
-              }
-            }
-            acc = activate<V>(s.activation, acc);
-            if (lanes == N) {
-              V::store(y_row + ow * s.y_ws + c, acc);
-            } else {
-              V::store(y_row + ow * s.y_ws + c, acc, m);
-            }
-          }
+    if constexpr (KH > 0 && KW > 0) {
+      const TapRange inner = interior_columns(s);
+      for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+        float* y_row = y + (oh - oh_begin) * s.y_hs;
+        int64_t c = 0;
+        for (; c + N <= C; c += N) {
+          nhwc_row<KH, KW, true>(s, x + c, w + c, bias ? bias + c : nullptr, y_row + c, oh, inner, V::mask(N));
+        }
+        if (c < C) {
+          nhwc_row<KH, KW, false>(s, x + c, w + c, bias ? bias + c : nullptr, y_row + c, oh, inner,
+                                  V::mask(static_cast<int>(C - c)));
         }
       }
-      for (int64_t ow = std::max(inner.hi, inner.lo); ow < s.out_w; ++ow) border(ow);
+    } else {
+      for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+        float* y_row = y + (oh - oh_begin) * s.y_hs;
+        const int64_t ih0 = oh * s.stride_h - s.pad_top;
+        const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, s.kernel_h, s.in_h);
+        for (int64_t ow = 0; ow < s.out_w; ++ow) {
+          const TapRange kj = tap_range(ow, s.stride_w, s.pad_left, s.dilation_w, s.kernel_w, s.in_w);
+          nhwc_pixel(s, x, w, bias, y_row + ow * s.y_ws, ih0, ow * s.stride_w - s.pad_left, ki, kj);
+        }
+      }
     }
   }
 
@@ -147,9 +178,107 @@ struct Depthwise {
     return V::gather(p, SW > 0 ? SW : sw);
   }
 
+  // One output row of one channel, all columns, taps broadcast into registers. Vectors
+  // whose window is wholly inside (and, for stride 2, whose paired load stays inside the
+  // row) run two at a time without masks; border vectors load each tap with a lane mask
+  // of the columns that fall inside the input (masked-off lanes are never read).
+  template <int KH, int KW, int SW>
+  static void nchw_row(const DwShape& s, const float* xc, const reg* taps, reg bias, float* out,
+                       int64_t oh, TapRange fast) {
+    static_assert(SW == 1 || SW == 2, "stride 1 or 2");
+    const int64_t ih0 = oh * s.stride_h - s.pad_top;
+    const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, KH, s.in_h);
+    const int64_t dw = s.dilation_w;
+    auto load = [](const float* p) { return SW == 1 ? V::load(p) : V::load_even(p); };
+    int64_t ow = 0;
+    auto masked_vector = [&](int64_t ow) {
+      const int lanes = static_cast<int>(std::min<int64_t>(N, s.out_w - ow));
+      reg acc = bias;
+#pragma GCC unroll 25
+      for (int i = 0; i < KH; ++i) {
+        if (i < ki.lo || i >= ki.hi) continue;
+        const float* row = xc + (ih0 + i * s.dilation_h) * s.x_hs;
+#pragma GCC unroll 25
+        for (int j = 0; j < KW; ++j) {
+          // Lanes l with 0 <= (ow + l) * SW - pad_left + j * dw < in_w.
+          const int64_t first = ow * SW - s.pad_left + j * dw;  // input column of lane 0
+          const int64_t lo = first >= 0 ? 0 : (-first + SW - 1) / SW;
+          const int64_t hi = first >= s.in_w ? 0 : std::min<int64_t>(lanes, (s.in_w - 1 - first) / SW + 1);
+          if (lo >= hi) continue;
+          const auto m = V::mask_range(static_cast<int>(lo), static_cast<int>(hi));
+          const float* p = row + first;  // lanes outside [lo, hi) are not read
+          acc = V::fma(SW == 1 ? V::load(p, m) : V::gather(p, SW, m), taps[i * KW + j], acc);
+        }
+      }
+      const auto m = V::mask(lanes);
+      V::store(out + ow, activate<V>(s.activation, acc), m);
+    };
+    const bool full_rows = ki.lo == 0 && ki.hi == KH;
+    if (!full_rows) fast = {s.out_w, s.out_w};
+    for (; ow < fast.lo; ow += N) masked_vector(ow);
+    if (ow < fast.hi) {
+      for (; ow + 2 * N <= fast.hi; ow += 2 * N) {
+        const float* base = xc + ih0 * s.x_hs + ow * SW - s.pad_left;
+        reg acc0 = bias, acc1 = bias;
+#pragma GCC unroll 25
+        for (int t = 0; t < KH * KW; ++t) {
+          const float* p = base + (t / KW) * s.dilation_h * s.x_hs + (t % KW) * dw;
+          acc0 = V::fma(load(p), taps[t], acc0);
+          acc1 = V::fma(load(p + N * SW), taps[t], acc1);
+        }
+        V::store(out + ow, activate<V>(s.activation, acc0));
+        V::store(out + ow + N, activate<V>(s.activation, acc1));
+      }
+      for (; ow + N <= fast.hi; ow += N) {
+        const float* base = xc + ih0 * s.x_hs + ow * SW - s.pad_left;
+        reg acc = bias;
+#pragma GCC unroll 25
+        for (int t = 0; t < KH * KW; ++t) {
+          acc = V::fma(load(base + (t / KW) * s.dilation_h * s.x_hs + (t % KW) * dw), taps[t], acc);
+        }
+        V::store(out + ow, activate<V>(s.activation, acc));
+      }
+    }
+    for (; ow < s.out_w; ow += N) masked_vector(ow);
+  }
+
+  // Columns [lo, hi) where full vectors may start without masks: multiples of N from the
+  // first interior column, and every lane's window (plus, for stride 2, the odd element
+  // load_even also reads) inside the row. Vectors start at lo + k*N.
+  template <int KW, int SW>
+  static TapRange nchw_fast_columns(const DwShape& s) {
+    const TapRange inner = interior_columns(s);
+    const int64_t read_span = SW == 1 ? N : 2 * N;  // elements one vector load reads
+    const int64_t last = s.in_w - read_span - (KW - 1) * s.dilation_w + s.pad_left;  // max ow*SW
+    if (last < 0 || inner.lo >= inner.hi) return {0, 0};
+    const int64_t hi = std::min(inner.hi, last / SW + N);  // end of the last full vector
+    // Align the fast region to start on a multiple of N so border vectors tile the rest.
+    const int64_t lo = (inner.lo + N - 1) / N * N;
+    return lo + N <= hi ? TapRange{lo, lo + (hi - lo) / N * N} : TapRange{0, 0};
+  }
+
+  template <int KH, int KW, int SW>
+  static void forward_nchw_fixed(const DwShape& s, const float* x, const float* w, const float* bias,
+                                 float* y, int64_t oh_begin, int64_t oh_end) {
+    const TapRange fast = nchw_fast_columns<KW, SW>(s);
+    for (int64_t oc = 0; oc < s.out_channels(); ++oc) {
+      reg taps[KH * KW];
+      for (int t = 0; t < KH * KW; ++t) taps[t] = V::set1(w[oc * KH * KW + t]);
+      const reg b = V::set1(bias ? bias[oc] : 0.f);
+      const float* xc = x + (oc / s.multiplier) * s.x_cs;
+      for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+        nchw_row<KH, KW, SW>(s, xc, taps, b, y + (oh - oh_begin) * s.y_hs + oc * s.y_cs, oh, fast);
+      }
+    }
+  }
+
   template <int KH, int KW, int SW>
   static void forward_nchw(const DwShape& s, const float* x, const float* w, const float* bias,
                            float* y, int64_t oh_begin, int64_t oh_end) {
+    if constexpr (KH > 0 && KW > 0 && SW > 0) {
+      forward_nchw_fixed<KH, KW, SW>(s, x, w, bias, y, oh_begin, oh_end);
+      return;
+    }
     const int64_t kh = KH > 0 ? KH : s.kernel_h, kw = KW > 0 ? KW : s.kernel_w;
     const int64_t sw = SW > 0 ? SW : s.stride_w;
     const int64_t taps = kh * kw;
@@ -173,8 +302,9 @@ struct Depthwise {
           out[ow] = apply_activation(s.activation, acc);
         };
         for (int64_t ow = 0; ow < inner.lo; ++ow) scalar_column(ow);
-        // Interior columns, N at a time; the last partial vector is masked.
-        for (int64_t ow = inner.lo; ow < inner.hi; ow += N) {
+        int64_t ow = inner.lo;
+        // Remaining interior columns, N at a time; the last partial vector is masked.
+        for (; ow < inner.hi; ow += N) {
           const int lanes = static_cast<int>(std::min<int64_t>(N, inner.hi - ow));
           const auto m = V::mask(lanes);
           reg acc = V::set1(b);

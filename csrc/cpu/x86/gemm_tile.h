@@ -1,5 +1,6 @@
 // The register-blocked GEMM microkernel shared by every pointwise path:
-//   C[r][j] = act(bias + sum_k A[r*a_rs + k*a_ks] * B[k*b_ks + j]),  r < mr <= MR, j < nr
+//   C[r][j] = act(init + sum_k A[r*a_rs + k*a_ks] * B[k*b_ks + j]),  r < mr <= MR, j < nr
+// where init is the bias (or 0), or C itself when `accumulate` (a later block of K).
 // A is broadcast (one element per row and k), B is loaded as NV vectors per k, C is kept
 // in MR x NV registers for the whole K loop. NHWC pointwise maps pixels to rows and
 // packed weights to B; NCHW maps packed weights to rows and pixels to B.
@@ -18,7 +19,7 @@ struct TileBias {
 template <class V, int MR, int NV, bool FULL>
 inline void gemm_tile_fixed(int64_t K, const float* A, int64_t a_rs, int64_t a_ks, const float* B,
                             int64_t b_ks, int nr, float* C, int64_t c_rs, TileBias bias,
-                            Activation act) {
+                            bool accumulate, Activation act) {
   using reg = typename V::reg;
   typename V::Mask mask[NV];
   if (!FULL) {
@@ -32,7 +33,8 @@ inline void gemm_tile_fixed(int64_t K, const float* A, int64_t a_rs, int64_t a_k
   for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
-      acc[r][v] = bias.per_row      ? V::set1(bias.per_row[r])
+      acc[r][v] = accumulate        ? load_b(C + r * c_rs, v)
+                  : bias.per_row    ? V::set1(bias.per_row[r])
                   : bias.per_column ? load_b(bias.per_column, v)
                                     : V::zero();
     }
@@ -65,17 +67,18 @@ inline void gemm_tile_fixed(int64_t K, const float* A, int64_t a_rs, int64_t a_k
 // Any mr in [1, MR] and nr in [1, NV*N]: picks the fixed-size instance.
 template <class V, int MR, int NV>
 inline void gemm_tile(int mr, int64_t K, const float* A, int64_t a_rs, int64_t a_ks, const float* B,
-                      int64_t b_ks, int nr, float* C, int64_t c_rs, TileBias bias, Activation act) {
+                      int64_t b_ks, int nr, float* C, int64_t c_rs, TileBias bias, bool accumulate,
+                      Activation act) {
   if constexpr (MR > 1) {
     if (mr < MR) {
-      gemm_tile<V, MR - 1, NV>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, act);
+      gemm_tile<V, MR - 1, NV>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act);
       return;
     }
   }
   if (nr == NV * V::N) {
-    gemm_tile_fixed<V, MR, NV, true>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, act);
+    gemm_tile_fixed<V, MR, NV, true>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act);
   } else {
-    gemm_tile_fixed<V, MR, NV, false>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, act);
+    gemm_tile_fixed<V, MR, NV, false>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act);
   }
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "../shapes.h"
 #include "gemm_tile.h"
@@ -49,22 +50,44 @@ struct Pointwise {
     return panels * s.in_channels * MR;
   }
 
-  // x and y point at the first of npix pixels; x_cs == y_cs == 1.
+  // Blocks over K, so a KC x NR panel slice stays in L1 and the operand block in L2;
+  // later K blocks accumulate into the output, and the activation runs on the last one.
+  static constexpr int64_t KC = 256;
+
+  // x and y point at the first of npix pixels; x_cs == y_cs == 1. Each block of pixels
+  // is packed into MR-row groups ([group][k][MR]) so the broadcasts read contiguous memory
+  // (rows of X are Cin floats apart, often a multiple of 4 KiB).
   static void forward_nhwc(const PwShape& s, const float* x, const float* packed, const float* bias,
                            float* y, int64_t npix) {
     const int64_t K = s.in_channels;
-    const int64_t block = std::max<int64_t>(MR, kPointwiseBlockBytes / (4 * std::max<int64_t>(K, 1)) / MR * MR);
+    const int64_t kc_max = std::min<int64_t>(std::max<int64_t>(K, 1), KC);
+    const int64_t block = std::max<int64_t>(MR, kPointwiseBlockBytes / (4 * kc_max) / MR * MR);
+    thread_local std::vector<float> a_pack;
+    a_pack.resize(static_cast<size_t>(block * kc_max));
     for (int64_t p0 = 0; p0 < npix; p0 += block) {
       const int64_t p1 = std::min(npix, p0 + block);
-      for (int64_t co = 0; co < s.out_channels; co += NR) {
-        const int nr = static_cast<int>(std::min<int64_t>(NR, s.out_channels - co));
-        const float* panel = packed + (co / NR) * K * NR;
-        const TileBias tb{nullptr, bias ? bias + co : nullptr};
-        for (int64_t p = p0; p < p1; p += MR) {
-          const int mr = static_cast<int>(std::min<int64_t>(MR, p1 - p));
-          gemm_tile<V, MR, NV>(mr, K, x + p * s.x_ps, s.x_ps, 1, panel, NR, nr, y + p * s.y_ps + co,
-                               s.y_ps, tb, s.activation);
+      for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += KC) {
+        const int64_t kc = std::min(KC, K - k0);
+        const bool first = k0 == 0, last = k0 + KC >= K;
+        for (int64_t p = p0; p < p1; p += MR) {  // pack rows [p, p+MR) x [k0, k0+kc)
+          const int64_t mr = std::min<int64_t>(MR, p1 - p);
+          float* dst = a_pack.data() + (p - p0) * kc;
+          for (int64_t k = 0; k < kc; ++k) {
+            for (int64_t r = 0; r < mr; ++r) dst[k * MR + r] = x[(p + r) * s.x_ps + k0 + k];
+          }
         }
+        for (int64_t co = 0; co < s.out_channels; co += NR) {
+          const int nr = static_cast<int>(std::min<int64_t>(NR, s.out_channels - co));
+          const float* panel = packed + (co / NR) * K * NR + k0 * NR;
+          const TileBias tb{nullptr, bias ? bias + co : nullptr};
+          for (int64_t p = p0; p < p1; p += MR) {
+            const int mr = static_cast<int>(std::min<int64_t>(MR, p1 - p));
+            gemm_tile<V, MR, NV>(mr, kc, a_pack.data() + (p - p0) * kc, 1, MR, panel, NR, nr,
+                                 y + p * s.y_ps + co, s.y_ps, tb, !first,
+                                 last ? s.activation : Activation::none);
+          }
+        }
+        if (K == 0) break;
       }
     }
   }
@@ -73,18 +96,25 @@ struct Pointwise {
   static void forward_nchw(const PwShape& s, const float* x, const float* packed, const float* bias,
                            float* y, int64_t npix) {
     const int64_t K = s.in_channels;
-    const int64_t block = std::max<int64_t>(NR, kPointwiseBlockBytes / (4 * std::max<int64_t>(K, 1)) / NR * NR);
+    const int64_t kc_max = std::min<int64_t>(std::max<int64_t>(K, 1), KC);
+    const int64_t block = std::max<int64_t>(NR, kPointwiseBlockBytes / (4 * kc_max) / NR * NR);
     for (int64_t p0 = 0; p0 < npix; p0 += block) {
       const int64_t p1 = std::min(npix, p0 + block);
-      for (int64_t co = 0; co < s.out_channels; co += MR) {
-        const int mr = static_cast<int>(std::min<int64_t>(MR, s.out_channels - co));
-        const float* panel = packed + (co / MR) * K * MR;
-        const TileBias tb{bias ? bias + co : nullptr, nullptr};
-        for (int64_t p = p0; p < p1; p += NR) {
-          const int nr = static_cast<int>(std::min<int64_t>(NR, p1 - p));
-          gemm_tile<V, MR, NV>(mr, K, panel, 1, MR, x + p, s.x_cs, nr, y + co * s.y_cs + p, s.y_cs,
-                               tb, s.activation);
+      for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += KC) {
+        const int64_t kc = std::min(KC, K - k0);
+        const bool first = k0 == 0, last = k0 + KC >= K;
+        for (int64_t co = 0; co < s.out_channels; co += MR) {
+          const int mr = static_cast<int>(std::min<int64_t>(MR, s.out_channels - co));
+          const float* panel = packed + (co / MR) * K * MR + k0 * MR;
+          const TileBias tb{bias ? bias + co : nullptr, nullptr};
+          for (int64_t p = p0; p < p1; p += NR) {
+            const int nr = static_cast<int>(std::min<int64_t>(NR, p1 - p));
+            gemm_tile<V, MR, NV>(mr, kc, panel, 1, MR, x + k0 * s.x_cs + p, s.x_cs, nr,
+                                 y + co * s.y_cs + p, s.y_cs, tb, !first,
+                                 last ? s.activation : Activation::none);
+          }
         }
+        if (K == 0) break;
       }
     }
   }

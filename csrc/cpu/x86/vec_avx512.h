@@ -17,6 +17,11 @@ struct Avx512 {
   };
   static Mask mask(int n) { return {static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1u)}; }
 
+  // Lanes [lo, hi) set.
+  static Mask mask_range(int lo, int hi) {
+    return {static_cast<__mmask16>(mask(hi).m & static_cast<__mmask16>(~mask(lo).m))};
+  }
+
   static reg zero() { return _mm512_setzero_ps(); }
   static reg set1(float v) { return _mm512_set1_ps(v); }
   static reg load(const float* p) { return _mm512_loadu_ps(p); }
@@ -34,6 +39,11 @@ struct Avx512 {
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32(static_cast<int>(stride)));
     return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k.m, idx, p, 4);
+  }
+  // Lanes p[0], p[2], ..., p[2N-2]; reads p[0 .. 2N).
+  static reg load_even(const float* p) {
+    const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(p), evens, _mm512_loadu_ps(p + 16));
   }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
