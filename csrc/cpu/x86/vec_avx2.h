@@ -12,7 +12,7 @@ struct Avx2 {
   static constexpr int N = 8;
   static constexpr const char* name = "avx2";
 
-  // Lane mask with the first n (0..8) lanes set.
+  // Lane mask with the first n lanes set (n <= 0: none, n >= 8: all).
   struct Mask {
     __m256i m;
   };

@@ -15,7 +15,10 @@ struct Avx512 {
   struct Mask {
     __mmask16 m;
   };
-  static Mask mask(int n) { return {static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1u)}; }
+  // First n lanes; n <= 0 gives none, n >= 16 all.
+  static Mask mask(int n) {
+    return {static_cast<__mmask16>(n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1u)};
+  }
 
   // Lanes [lo, hi) set.
   static Mask mask_range(int lo, int hi) {
