@@ -9,6 +9,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "../shapes.h"
 #include "activation_vec.h"
@@ -58,111 +59,96 @@ struct Depthwise {
   }
 
   // ---- NHWC, multiplier 1: x_cs == y_cs == 1 ----
+  //
+  // Pixel by pixel, all channels innermost (contiguous), in the manner of XNNPACK: per
+  // output pixel the KH*KW input pixel addresses are computed once, taps outside the input
+  // pointing at a zero row, so every pixel, border or not, runs the same unchecked loop.
+  // (Keeping taps in registers across a row instead walks pixels C floats apart, which
+  // for power-of-two C maps every load to a few L1 sets.)
 
-  // One output pixel, all channels, taps [ki.lo, ki.hi) x [kj.lo, kj.hi); weights from memory.
-  static void nhwc_pixel(const DwShape& s, const float* x, const float* w, const float* bias,
-                         float* out, int64_t ih0, int64_t iw0, TapRange ki, TapRange kj) {
-    const int64_t C = s.channels;
-    int64_t c = 0;
-    auto accumulate = [&](int lanes, auto load) {
-      reg acc = bias ? load(bias + c) : V::zero();
-      for (int64_t i = ki.lo; i < ki.hi; ++i) {
-        const float* row = x + (ih0 + i * s.dilation_h) * s.x_hs + c;
-        const float* wrow = w + i * s.kernel_w * C + c;
-        for (int64_t j = kj.lo; j < kj.hi; ++j) {
-          acc = V::fma(load(row + (iw0 + j * s.dilation_w) * s.x_ws), load(wrow + j * C), acc);
-        }
-      }
-      (void)lanes;
-      return activate<V>(s.activation, acc);
-    };
-    for (; c + N <= C; c += N) {
-      V::store(out + c, accumulate(N, [](const float* p) { return V::load(p); }));
-    }
-    if (c < C) {
-      const auto m = V::mask(static_cast<int>(C - c));
-      V::store(out + c, accumulate(static_cast<int>(C - c), [m](const float* p) { return V::load(p, m); }), m);
-    }
-  }
-
-  // One output row for one channel vector: the KH*KW taps stay in registers for the whole
-  // row. Interior pixels of rows whose taps are all inside run four at a time so the FMA
-  // chains overlap; border pixels skip their outside taps (compile-time tap indices, so
-  // the taps still never leave registers).
-  template <int KH, int KW, bool FULL>
-  static void nhwc_row(const DwShape& s, const float* x, const float* w, const float* bias,
-                       float* y_row, int64_t oh, TapRange inner, typename V::Mask m) {
+  // Accumulates `lanes` channels [c, c + V*NV) of one pixel; NV vectors in flight.
+  template <int TAPS, int NV, bool FULL>
+  static void nhwc_channels(int64_t taps_rt, const float* const* in, const float* w, int64_t C,
+                            const float* bias, float* out, int64_t c, Activation act,
+                            typename V::Mask m) {
+    const int64_t taps = TAPS > 0 ? TAPS : taps_rt;
     auto load = [m](const float* p) { return FULL ? V::load(p) : V::load(p, m); };
-    auto store = [m](float* p, reg v) { FULL ? V::store(p, v) : V::store(p, v, m); };
-    const int64_t C = s.channels;
-    const int64_t step = s.stride_w * s.x_ws, dh = s.dilation_h * s.x_hs, dw = s.dilation_w * s.x_ws;
-    const int64_t ih0 = oh * s.stride_h - s.pad_top;
-    const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, KH, s.in_h);
-    reg taps[KH * KW];
-    for (int t = 0; t < KH * KW; ++t) taps[t] = load(w + t * C);
-    const reg b = bias ? load(bias) : V::zero();
-    auto border = [&](int64_t ow) {
-      const TapRange kj = tap_range(ow, s.stride_w, s.pad_left, s.dilation_w, KW, s.in_w);
-      const int64_t iw0 = ow * s.stride_w - s.pad_left;
-      reg acc = b;
-#pragma GCC unroll 25
-      for (int i = 0; i < KH; ++i) {
-#pragma GCC unroll 25
-        for (int j = 0; j < KW; ++j) {
-          if (i >= ki.lo && i < ki.hi && j >= kj.lo && j < kj.hi) {
-            const float* p = x + (ih0 + i * s.dilation_h) * s.x_hs + (iw0 + j * s.dilation_w) * s.x_ws;
-            acc = V::fma(load(p), taps[i * KW + j], acc);
-          }
-        }
-      }
-      store(y_row + ow * s.y_ws, activate<V>(s.activation, acc));
-    };
-    if (ki.lo != 0 || ki.hi != KH) inner = {s.out_w, s.out_w};  // no full-window pixels
-    int64_t ow = 0;
-    for (; ow < inner.lo; ++ow) border(ow);
-    constexpr int U = 4;
-    for (; ow + U <= inner.hi; ow += U) {
-      const float* base = x + ih0 * s.x_hs + (ow * s.stride_w - s.pad_left) * s.x_ws;
-      reg acc[U];
+    reg acc[NV];
 #pragma GCC unroll 4
-      for (int u = 0; u < U; ++u) acc[u] = b;
+    for (int v = 0; v < NV; ++v) acc[v] = bias ? load(bias + c + v * N) : V::zero();
 #pragma GCC unroll 25
-      for (int t = 0; t < KH * KW; ++t) {
-        const float* p = base + (t / KW) * dh + (t % KW) * dw;
+    for (int64_t t = 0; t < taps; ++t) {
+      const float* xt = in[t] + c;
+      const float* wt = w + t * C + c;
 #pragma GCC unroll 4
-        for (int u = 0; u < U; ++u) acc[u] = V::fma(load(p + u * step), taps[t], acc[u]);
-      }
-#pragma GCC unroll 4
-      for (int u = 0; u < U; ++u) store(y_row + (ow + u) * s.y_ws, activate<V>(s.activation, acc[u]));
+      for (int v = 0; v < NV; ++v) acc[v] = V::fma(load(xt + v * N), load(wt + v * N), acc[v]);
     }
-    for (; ow < s.out_w; ++ow) border(ow);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const reg r = activate<V>(act, acc[v]);
+      FULL ? V::store(out + c + v * N, r) : V::store(out + c + v * N, r, m);
+    }
   }
 
   template <int KH, int KW>
   static void forward_nhwc(const DwShape& s, const float* x, const float* w, const float* bias,
                            float* y, int64_t oh_begin, int64_t oh_end) {
+    constexpr int TAPS = KH * KW;
+    const int64_t kh = KH > 0 ? KH : s.kernel_h, kw = KW > 0 ? KW : s.kernel_w;
     const int64_t C = s.channels;
-    if constexpr (KH > 0 && KW > 0) {
-      const TapRange inner = interior_columns(s);
-      for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
-        float* y_row = y + (oh - oh_begin) * s.y_hs;
+    // Per-thread scratch, reused across calls; plain pointers below (a thread_local in a
+    // shared library costs a lookup per access).
+    thread_local std::vector<float> zeros_buf;
+    thread_local std::vector<const float*> in_buf;
+    thread_local std::vector<int64_t> offset_buf;
+    thread_local std::vector<TapRange> col_taps_buf;
+    if (static_cast<int64_t>(zeros_buf.size()) < C) zeros_buf.assign(static_cast<size_t>(C), 0.f);
+    in_buf.resize(static_cast<size_t>(kh * kw));
+    offset_buf.resize(static_cast<size_t>(kh * kw));
+    col_taps_buf.resize(static_cast<size_t>(s.out_w));
+    const float* const zeros = zeros_buf.data();
+    const float** const in = in_buf.data();
+    int64_t* const offset = offset_buf.data();      // tap t's offset from the window's corner
+    TapRange* const col_taps = col_taps_buf.data();  // valid tap columns of each output column
+    for (int64_t i = 0; i < kh; ++i) {
+      for (int64_t j = 0; j < kw; ++j) offset[i * kw + j] = i * s.dilation_h * s.x_hs + j * s.dilation_w * s.x_ws;
+    }
+    for (int64_t ow = 0; ow < s.out_w; ++ow) {
+      col_taps[ow] = tap_range(ow, s.stride_w, s.pad_left, s.dilation_w, kw, s.in_w);
+    }
+    const TapRange inner = interior_columns(s);
+    for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+      float* y_row = y + (oh - oh_begin) * s.y_hs;
+      const int64_t ih0 = oh * s.stride_h - s.pad_top;
+      const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, kh, s.in_h);
+      const bool full_rows = ki.lo == 0 && ki.hi == kh;
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        const int64_t iw0 = ow * s.stride_w - s.pad_left;
+        if (full_rows && ow >= inner.lo && ow < inner.hi) {
+          const float* corner = x + ih0 * s.x_hs + iw0 * s.x_ws;
+#pragma GCC unroll 25
+          for (int64_t t = 0; t < kh * kw; ++t) in[t] = corner + offset[t];
+        } else {
+          const TapRange kj = col_taps[ow];
+          for (int64_t i = 0; i < kh; ++i) {
+            for (int64_t j = 0; j < kw; ++j) {
+              const bool inside = i >= ki.lo && i < ki.hi && j >= kj.lo && j < kj.hi;
+              in[i * kw + j] = inside ? x + (ih0 + i * s.dilation_h) * s.x_hs + (iw0 + j * s.dilation_w) * s.x_ws
+                                      : zeros;
+            }
+          }
+        }
+        float* out = y_row + ow * s.y_ws;
         int64_t c = 0;
+        for (; c + 4 * N <= C; c += 4 * N) {
+          nhwc_channels<TAPS, 4, true>(kh * kw, in, w, C, bias, out, c, s.activation, V::mask(N));
+        }
         for (; c + N <= C; c += N) {
-          nhwc_row<KH, KW, true>(s, x + c, w + c, bias ? bias + c : nullptr, y_row + c, oh, inner, V::mask(N));
+          nhwc_channels<TAPS, 1, true>(kh * kw, in, w, C, bias, out, c, s.activation, V::mask(N));
         }
         if (c < C) {
-          nhwc_row<KH, KW, false>(s, x + c, w + c, bias ? bias + c : nullptr, y_row + c, oh, inner,
-                                  V::mask(static_cast<int>(C - c)));
-        }
-      }
-    } else {
-      for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
-        float* y_row = y + (oh - oh_begin) * s.y_hs;
-        const int64_t ih0 = oh * s.stride_h - s.pad_top;
-        const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, s.kernel_h, s.in_h);
-        for (int64_t ow = 0; ow < s.out_w; ++ow) {
-          const TapRange kj = tap_range(ow, s.stride_w, s.pad_left, s.dilation_w, s.kernel_w, s.in_w);
-          nhwc_pixel(s, x, w, bias, y_row + ow * s.y_ws, ih0, ow * s.stride_w - s.pad_left, ki, kj);
+          nhwc_channels<TAPS, 1, false>(kh * kw, in, w, C, bias, out, c, s.activation,
+                                        V::mask(static_cast<int>(C - c)));
         }
       }
     }
