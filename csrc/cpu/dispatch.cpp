@@ -55,12 +55,18 @@ constexpr int any = -1;
 constexpr int nchw = static_cast<int>(Layout::nchw);
 constexpr int nhwc = static_cast<int>(Layout::nhwc);
 
+template <typename Fn>
+void (*erase(Fn fn))() { return reinterpret_cast<void (*)()>(fn); }
+void (*erase(std::nullptr_t))() { return nullptr; }
+constexpr std::nullptr_t no_pack = nullptr;
+
 const KernelEntry kRegistry[] = {
-#define DSCONV_KERNEL(name, op, isa, dtype, layout, kh, kw, sh, sw, dil, mult)            \
-  {#name, Op::op, Isa::isa, DType::dtype, layout, kh, kw, sh, sw, dil, mult,              \
-   reinterpret_cast<void (*)()>(&name)},
+#define DSCONV_KERNEL(name, pack, op, isa, dtype, layout, kh, kw, sh, sw, dil, mult) \
+  {#name, Op::op, Isa::isa, DType::dtype, layout, kh, kw, sh, sw, dil, mult, erase(&name), erase(pack)},
+#define DSCONV_PACK(name, shape, dtype)
 #include "kernels.def"
 #undef DSCONV_KERNEL
+#undef DSCONV_PACK
 };
 
 thread_local std::string t_record;

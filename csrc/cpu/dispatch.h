@@ -41,6 +41,7 @@ struct KernelEntry {
   int layout;  // -1: any, else a Layout
   int kernel_h, kernel_w, stride_h, stride_w, dilation, multiplier;  // 0: any
   void (*fn)();
+  void (*pack)();  // null: the kernel reads ATen's weight layout
 };
 
 struct KernelQuery {

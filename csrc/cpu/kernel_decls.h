@@ -11,6 +11,8 @@ template <typename T> using dw_backward_weight = typename KernelTypes<T>::DwBack
 template <typename T> using pw_forward = typename KernelTypes<T>::PwForward;
 template <typename T> using pw_backward_input = typename KernelTypes<T>::PwBackwardInput;
 template <typename T> using pw_backward_weight = typename KernelTypes<T>::PwBackwardWeight;
+template <typename T> using dw = typename KernelTypes<T>::DwPack;
+template <typename T> using pw = typename KernelTypes<T>::PwPack;
 using f32 = float;
 using f64 = double;
 // The function type of a kernel pointer type.
@@ -18,9 +20,12 @@ template <typename P> struct pointee;
 template <typename R, typename... A> struct pointee<R (*)(A...)> { using type = R(A...); };
 }  // namespace kernel_sig
 
-#define DSCONV_KERNEL(name, op, isa, dtype, layout, kh, kw, sh, sw, dil, mult) \
+#define DSCONV_KERNEL(name, pack, op, isa, dtype, layout, kh, kw, sh, sw, dil, mult) \
   extern kernel_sig::pointee<kernel_sig::op<kernel_sig::dtype>>::type name;
+#define DSCONV_PACK(name, shape, dtype) \
+  extern kernel_sig::pointee<kernel_sig::shape<kernel_sig::dtype>>::type name;
 #include "kernels.def"
 #undef DSCONV_KERNEL
+#undef DSCONV_PACK
 
 }  // namespace dsconv

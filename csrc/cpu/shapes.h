@@ -32,10 +32,15 @@ struct PwShape {
   Layout layout;
 };
 
-// Kernel signatures. Convention: input pointers are image (or tensor) bases; the output
+// Kernel signatures. `weight` is the packed weight where the kernel registers a packing
+// function (kernels.def), else ATen's layout. Convention: input pointers are image (or tensor) bases; the output
 // pointer points at the first element of the range the call writes.
 template <typename T>
 struct KernelTypes {
+  // Weight packing for a kernel: writes the packed weight to out and returns its length in
+  // elements; with out == nullptr only returns the length.
+  using DwPack = int64_t (*)(const DwShape&, const T* weight, T* out);
+  using PwPack = int64_t (*)(const PwShape&, const T* weight, T* out);
   // Output rows [oh_begin, oh_end) of one image, all channels. y points at row oh_begin
   // and is addressed with the shape's y strides.
   using DwForward = void (*)(const DwShape&, const T* x_image, const T* weight, const T* bias,

@@ -9,6 +9,7 @@
 #include "../cpu/dispatch.h"
 #include "checks.h"
 #include "depthwise.h"
+#include "packing.h"
 #include "tensor_shapes.h"
 
 namespace dsconv::ops {
@@ -47,10 +48,11 @@ at::Tensor depthwise_cpu(const at::Tensor& x, const at::Tensor& weight,
                            call.x.options().memory_format(memory_format(s.layout)));
   if (y.numel() == 0) return y;
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::depthwise", [&] {
-    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::DwForward>(
-        select_kernel(dw_query(Op::dw_forward, dtype_of<scalar_t>(), s)));
+    const KernelEntry* entry = select_kernel(dw_query(Op::dw_forward, dtype_of<scalar_t>(), s));
+    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::DwForward>(entry);
+    at::Tensor packed;
+    const scalar_t* wp = kernel_weight<scalar_t>(entry, s, call.weight, packed);
     const scalar_t* xp = call.x.const_data_ptr<scalar_t>();
-    const scalar_t* wp = call.weight.const_data_ptr<scalar_t>();
     const scalar_t* bp = call.bias.defined() ? call.bias.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const int64_t row_work = s.out_channels() * s.out_w * s.kernel_h * s.kernel_w;

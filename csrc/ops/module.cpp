@@ -8,6 +8,7 @@
 
 #include "../cpu/activation.h"
 #include "../cpu/dispatch.h"
+#include "packed_weight_cache.h"
 
 namespace py = pybind11;
 
@@ -30,6 +31,11 @@ PYBIND11_MODULE(_C, m) {
     const char* const* names = dsconv::activation_names(&count);
     return std::vector<std::string>(names, names + count);
   });
+  m.def("packed_cache_size", &dsconv::ops::packed_cache_size,
+        "Entries in the packed-weight cache.");
+  m.def("packed_cache_misses", &dsconv::ops::packed_cache_misses,
+        "Weight packings done through the cache since load (each a cache miss).");
+  m.def("packed_cache_clear", &dsconv::ops::packed_cache_clear);
   m.def("kernel_registry", [] {
     int count = 0;
     const dsconv::KernelEntry* entries = dsconv::kernel_registry(&count);

@@ -8,6 +8,7 @@
 
 #include "../cpu/dispatch.h"
 #include "checks.h"
+#include "packing.h"
 #include "tensor_shapes.h"
 
 namespace dsconv::ops {
@@ -31,10 +32,11 @@ at::Tensor pointwise_cpu(const at::Tensor& x, const at::Tensor& weight,
   const at::Tensor w = weight.contiguous();
   const at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::pointwise", [&] {
-    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::PwForward>(
-        select_kernel(pw_query(Op::pw_forward, dtype_of<scalar_t>(), s)));
+    const KernelEntry* entry = select_kernel(pw_query(Op::pw_forward, dtype_of<scalar_t>(), s));
+    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::PwForward>(entry);
+    at::Tensor packed;
+    const scalar_t* wp = kernel_weight<scalar_t>(entry, s, w, packed);
     const scalar_t* xp = xc.const_data_ptr<scalar_t>();
-    const scalar_t* wp = w.const_data_ptr<scalar_t>();
     const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const int64_t pixel_work = s.in_channels * s.out_channels;

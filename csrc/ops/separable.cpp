@@ -12,6 +12,7 @@
 #include "../cpu/separable.h"
 #include "checks.h"
 #include "depthwise.h"
+#include "packing.h"
 #include "tensor_shapes.h"
 
 namespace dsconv::ops {
@@ -41,14 +42,15 @@ at::Tensor separable_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
       pw_bias.has_value() && pw_bias->defined() ? pw_bias->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::separable", [&] {
     using Kernels = KernelTypes<scalar_t>;
-    const auto dw_kernel = kernel_fn<typename Kernels::DwForward>(
-        select_kernel(dw_query(Op::dw_forward, dtype_of<scalar_t>(), dw)));
-    const auto pw_kernel = kernel_fn<typename Kernels::PwForward>(
-        select_kernel(pw_query(Op::pw_forward, dtype_of<scalar_t>(), pw)));
+    const KernelEntry* dw_entry = select_kernel(dw_query(Op::dw_forward, dtype_of<scalar_t>(), dw));
+    const KernelEntry* pw_entry = select_kernel(pw_query(Op::pw_forward, dtype_of<scalar_t>(), pw));
+    const auto dw_kernel = kernel_fn<typename Kernels::DwForward>(dw_entry);
+    const auto pw_kernel = kernel_fn<typename Kernels::PwForward>(pw_entry);
+    at::Tensor dw_packed, pw_packed;
+    const scalar_t* wdw = kernel_weight<scalar_t>(dw_entry, dw, call.weight, dw_packed);
+    const scalar_t* wpwp = kernel_weight<scalar_t>(pw_entry, pw, wpw, pw_packed);
     const scalar_t* xp = call.x.const_data_ptr<scalar_t>();
-    const scalar_t* wdw = call.weight.const_data_ptr<scalar_t>();
     const scalar_t* bdw = call.bias.defined() ? call.bias.const_data_ptr<scalar_t>() : nullptr;
-    const scalar_t* wpwp = wpw.const_data_ptr<scalar_t>();
     const scalar_t* bpwp = bpw.defined() ? bpw.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const int64_t tile_rows = separable_tile_rows<scalar_t>(dw);

@@ -1,0 +1,25 @@
+// Vector forms of the activations in csrc/cpu/activation.h, same formulas (and the same
+// division by 6, so results match ATen's bit for bit where the inputs match).
+#pragma once
+#include "../activation.h"
+
+namespace dsconv::x86 {
+
+template <class V>
+inline typename V::reg activate(Activation act, typename V::reg v) {
+  switch (act) {
+    case Activation::none:
+      return v;
+    case Activation::relu:
+      return V::max(v, V::zero());
+    case Activation::relu6:
+      return V::min(V::max(v, V::zero()), V::set1(6.0f));
+    case Activation::hardswish: {
+      const auto gate = V::min(V::max(V::add(v, V::set1(3.0f)), V::zero()), V::set1(6.0f));
+      return V::div(V::mul(v, gate), V::set1(6.0f));
+    }
+  }
+  return v;
+}
+
+}  // namespace dsconv::x86

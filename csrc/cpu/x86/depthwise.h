@@ -1,0 +1,318 @@
+// Vectorized depthwise forward, both layouts, written once against the vector API
+// (vec_avx2.h / vec_avx512.h) and instantiated per ISA in kernels_<isa>.cpp.
+//  - NHWC: vectors across channels; weights packed taps-major ([tap][channel]).
+//  - NCHW: vectors across output columns; weights in ATen layout ([channel][tap]).
+// Output columns whose window lies wholly inside the input ("interior") run without
+// bounds checks; the few border columns and the rows' tap ranges are computed once.
+// KH/KW/SW > 0 fix the kernel size / column stride at compile time (taps then live in
+// registers); 0 means "any", read from the shape.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "../shapes.h"
+#include "activation_vec.h"
+
+namespace dsconv::x86 {
+
+// Free functions here are `static`: this header is compiled once per ISA, and internal
+// linkage keeps each ISA's copy apart.
+
+// Taps [lo, hi) of a kernel axis that land inside the input for output position o.
+struct TapRange {
+  int64_t lo, hi;
+};
+static inline TapRange tap_range(int64_t o, int64_t stride, int64_t pad, int64_t dilation, int64_t kernel,
+                          int64_t in_size) {
+  const int64_t start = o * stride - pad;  // input position of tap 0
+  int64_t lo = start >= 0 ? 0 : (-start + dilation - 1) / dilation;
+  int64_t hi = start + (kernel - 1) * dilation < in_size ? kernel
+               : start >= in_size                         ? 0
+                                                          : (in_size - 1 - start) / dilation + 1;
+  lo = std::min(lo, kernel);
+  return {lo, std::max(lo, hi)};
+}
+
+// Output columns [begin, end) whose taps are all inside the input.
+static inline TapRange interior_columns(const DwShape& s) {
+  const int64_t span = (s.kernel_w - 1) * s.dilation_w;
+  const int64_t begin = std::min(s.out_w, (s.pad_left + s.stride_w - 1) / s.stride_w);
+  const int64_t last = s.in_w - 1 - span + s.pad_left;  // largest valid ow * stride
+  const int64_t end = last < 0 ? 0 : std::min(s.out_w, last / s.stride_w + 1);
+  return {begin, std::max(begin, end)};
+}
+
+template <class V>
+struct Depthwise {
+  using reg = typename V::reg;
+  static constexpr int N = V::N;
+
+  static int64_t pack_taps_major(const DwShape& s, const float* w, float* out) {
+    const int64_t taps = s.kernel_h * s.kernel_w, channels = s.out_channels();
+    if (out != nullptr) {
+      for (int64_t c = 0; c < channels; ++c) {
+        for (int64_t t = 0; t < taps; ++t) out[t * channels + c] = w[c * taps + t];
+      }
+    }
+    return taps * channels;
+  }
+
+  // ---- NHWC, multiplier 1: x_cs == y_cs == 1 ----
+  //
+  // Pixel by pixel, all channels innermost (contiguous), in the manner of XNNPACK: per
+  // output pixel the KH*KW input pixel addresses are computed once, taps outside the input
+  // pointing at a zero row, so every pixel, border or not, runs the same unchecked loop.
+  // (Keeping taps in registers across a row instead walks pixels C floats apart, which
+  // for power-of-two C maps every load to a few L1 sets.)
+
+  // Accumulates `lanes` channels [c, c + V*NV) of one pixel; NV vectors in flight.
+  template <int TAPS, int NV, bool FULL>
+  static void nhwc_channels(int64_t taps_rt, const float* const* in, const float* w, int64_t C,
+                            const float* bias, float* out, int64_t c, Activation act,
+                            typename V::Mask m) {
+    const int64_t taps = TAPS > 0 ? TAPS : taps_rt;
+    auto load = [m](const float* p) { return FULL ? V::load(p) : V::load(p, m); };
+    reg acc[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[v] = bias ? load(bias + c + v * N) : V::zero();
+#pragma GCC unroll 25
+    for (int64_t t = 0; t < taps; ++t) {
+      const float* xt = in[t] + c;
+      const float* wt = w + t * C + c;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[v] = V::fma(load(xt + v * N), load(wt + v * N), acc[v]);
+    }
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const reg r = activate<V>(act, acc[v]);
+      FULL ? V::store(out + c + v * N, r) : V::store(out + c + v * N, r, m);
+    }
+  }
+
+  template <int KH, int KW>
+  static void forward_nhwc(const DwShape& s, const float* x, const float* w, const float* bias,
+                           float* y, int64_t oh_begin, int64_t oh_end) {
+    constexpr int TAPS = KH * KW;
+    const int64_t kh = KH > 0 ? KH : s.kernel_h, kw = KW > 0 ? KW : s.kernel_w;
+    const int64_t C = s.channels;
+    // Per-thread scratch, reused across calls; plain pointers below (a thread_local in a
+    // shared library costs a lookup per access).
+    thread_local std::vector<float> zeros_buf;
+    thread_local std::vector<const float*> in_buf;
+    thread_local std::vector<int64_t> offset_buf;
+    thread_local std::vector<TapRange> col_taps_buf;
+    if (static_cast<int64_t>(zeros_buf.size()) < C) zeros_buf.assign(static_cast<size_t>(C), 0.f);
+    in_buf.resize(static_cast<size_t>(kh * kw));
+    offset_buf.resize(static_cast<size_t>(kh * kw));
+    col_taps_buf.resize(static_cast<size_t>(s.out_w));
+    const float* const zeros = zeros_buf.data();
+    const float** const in = in_buf.data();
+    int64_t* const offset = offset_buf.data();      // tap t's offset from the window's corner
+    TapRange* const col_taps = col_taps_buf.data();  // valid tap columns of each output column
+    for (int64_t i = 0; i < kh; ++i) {
+      for (int64_t j = 0; j < kw; ++j) offset[i * kw + j] = i * s.dilation_h * s.x_hs + j * s.dilation_w * s.x_ws;
+    }
+    for (int64_t ow = 0; ow < s.out_w; ++ow) {
+      col_taps[ow] = tap_range(ow, s.stride_w, s.pad_left, s.dilation_w, kw, s.in_w);
+    }
+    const TapRange inner = interior_columns(s);
+    for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+      float* y_row = y + (oh - oh_begin) * s.y_hs;
+      const int64_t ih0 = oh * s.stride_h - s.pad_top;
+      const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, kh, s.in_h);
+      const bool full_rows = ki.lo == 0 && ki.hi == kh;
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        const int64_t iw0 = ow * s.stride_w - s.pad_left;
+        if (full_rows && ow >= inner.lo && ow < inner.hi) {
+          const float* corner = x + ih0 * s.x_hs + iw0 * s.x_ws;
+#pragma GCC unroll 25
+          for (int64_t t = 0; t < kh * kw; ++t) in[t] = corner + offset[t];
+        } else {
+          const TapRange kj = col_taps[ow];
+          for (int64_t i = 0; i < kh; ++i) {
+            for (int64_t j = 0; j < kw; ++j) {
+              const bool inside = i >= ki.lo && i < ki.hi && j >= kj.lo && j < kj.hi;
+              in[i * kw + j] = inside ? x + (ih0 + i * s.dilation_h) * s.x_hs + (iw0 + j * s.dilation_w) * s.x_ws
+                                      : zeros;
+            }
+          }
+        }
+        float* out = y_row + ow * s.y_ws;
+        int64_t c = 0;
+        for (; c + 4 * N <= C; c += 4 * N) {
+          nhwc_channels<TAPS, 4, true>(kh * kw, in, w, C, bias, out, c, s.activation, V::mask(N));
+        }
+        for (; c + N <= C; c += N) {
+          nhwc_channels<TAPS, 1, true>(kh * kw, in, w, C, bias, out, c, s.activation, V::mask(N));
+        }
+        if (c < C) {
+          nhwc_channels<TAPS, 1, false>(kh * kw, in, w, C, bias, out, c, s.activation,
+                                        V::mask(static_cast<int>(C - c)));
+        }
+      }
+    }
+  }
+
+  // ---- NCHW, any multiplier: x_ws == y_ws == 1 ----
+
+  // N (or `lanes`) input columns starting at p with column stride sw.
+  template <int SW>
+  static reg load_columns(const float* p, int64_t sw, int lanes, typename V::Mask m) {
+    if (lanes < N) return V::gather(p, SW > 0 ? SW : sw, m);
+    if ((SW > 0 ? SW : sw) == 1) return V::load(p);
+    return V::gather(p, SW > 0 ? SW : sw);
+  }
+
+  // One output row of one channel, all columns, taps broadcast into registers. Vectors
+  // whose window is wholly inside (and, for stride 2, whose paired load stays inside the
+  // row) run two at a time without masks; border vectors load each tap with a lane mask
+  // of the columns that fall inside the input (masked-off lanes are never read).
+  template <int KH, int KW, int SW>
+  static void nchw_row(const DwShape& s, const float* xc, const reg* taps, reg bias, float* out,
+                       int64_t oh, TapRange fast) {
+    static_assert(SW == 1 || SW == 2, "stride 1 or 2");
+    const int64_t ih0 = oh * s.stride_h - s.pad_top;
+    const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, KH, s.in_h);
+    const int64_t dw = s.dilation_w;
+    auto load = [](const float* p) { return SW == 1 ? V::load(p) : V::load_even(p); };
+    int64_t ow = 0;
+    auto masked_vector = [&](int64_t ow) {
+      const int lanes = static_cast<int>(std::min<int64_t>(N, s.out_w - ow));
+      reg acc = bias;
+#pragma GCC unroll 25
+      for (int i = 0; i < KH; ++i) {
+        if (i < ki.lo || i >= ki.hi) continue;
+        const float* row = xc + (ih0 + i * s.dilation_h) * s.x_hs;
+#pragma GCC unroll 25
+        for (int j = 0; j < KW; ++j) {
+          // Lanes l with 0 <= (ow + l) * SW - pad_left + j * dw < in_w.
+          const int64_t first = ow * SW - s.pad_left + j * dw;  // input column of lane 0
+          const int64_t lo = first >= 0 ? 0 : (-first + SW - 1) / SW;
+          const int64_t hi = first >= s.in_w ? 0 : std::min<int64_t>(lanes, (s.in_w - 1 - first) / SW + 1);
+          if (lo >= hi) continue;
+          const auto m = V::mask_range(static_cast<int>(lo), static_cast<int>(hi));
+          const float* p = row + first;  // lanes outside [lo, hi) are not read
+          acc = V::fma(SW == 1 ? V::load(p, m) : V::gather(p, SW, m), taps[i * KW + j], acc);
+        }
+      }
+      const auto m = V::mask(lanes);
+      V::store(out + ow, activate<V>(s.activation, acc), m);
+    };
+    const bool full_rows = ki.lo == 0 && ki.hi == KH;
+    if (!full_rows) fast = {s.out_w, s.out_w};
+    for (; ow < fast.lo; ow += N) masked_vector(ow);
+    if (ow < fast.hi) {
+      for (; ow + 2 * N <= fast.hi; ow += 2 * N) {
+        const float* base = xc + ih0 * s.x_hs + ow * SW - s.pad_left;
+        reg acc0 = bias, acc1 = bias;
+#pragma GCC unroll 25
+        for (int t = 0; t < KH * KW; ++t) {
+          const float* p = base + (t / KW) * s.dilation_h * s.x_hs + (t % KW) * dw;
+          acc0 = V::fma(load(p), taps[t], acc0);
+          acc1 = V::fma(load(p + N * SW), taps[t], acc1);
+        }
+        V::store(out + ow, activate<V>(s.activation, acc0));
+        V::store(out + ow + N, activate<V>(s.activation, acc1));
+      }
+      for (; ow + N <= fast.hi; ow += N) {
+        const float* base = xc + ih0 * s.x_hs + ow * SW - s.pad_left;
+        reg acc = bias;
+#pragma GCC unroll 25
+        for (int t = 0; t < KH * KW; ++t) {
+          acc = V::fma(load(base + (t / KW) * s.dilation_h * s.x_hs + (t % KW) * dw), taps[t], acc);
+        }
+        V::store(out + ow, activate<V>(s.activation, acc));
+      }
+    }
+    for (; ow < s.out_w; ow += N) masked_vector(ow);
+  }
+
+  // Columns [lo, hi) where full vectors may start without masks: multiples of N from the
+  // first interior column, and every lane's window (plus, for stride 2, the odd element
+  // load_even also reads) inside the row. Vectors start at lo + k*N.
+  template <int KW, int SW>
+  static TapRange nchw_fast_columns(const DwShape& s) {
+    const TapRange inner = interior_columns(s);
+    const int64_t read_span = SW == 1 ? N : 2 * N;  // elements one vector load reads
+    const int64_t last = s.in_w - read_span - (KW - 1) * s.dilation_w + s.pad_left;  // max ow*SW
+    if (last < 0 || inner.lo >= inner.hi) return {0, 0};
+    const int64_t hi = std::min(inner.hi, last / SW + N);  // end of the last full vector
+    // Align the fast region to start on a multiple of N so border vectors tile the rest.
+    const int64_t lo = (inner.lo + N - 1) / N * N;
+    return lo + N <= hi ? TapRange{lo, lo + (hi - lo) / N * N} : TapRange{0, 0};
+  }
+
+  template <int KH, int KW, int SW>
+  static void forward_nchw_fixed(const DwShape& s, const float* x, const float* w, const float* bias,
+                                 float* y, int64_t oh_begin, int64_t oh_end) {
+    const TapRange fast = nchw_fast_columns<KW, SW>(s);
+    for (int64_t oc = 0; oc < s.out_channels(); ++oc) {
+      reg taps[KH * KW];
+      for (int t = 0; t < KH * KW; ++t) taps[t] = V::set1(w[oc * KH * KW + t]);
+      const reg b = V::set1(bias ? bias[oc] : 0.f);
+      const float* xc = x + (oc / s.multiplier) * s.x_cs;
+      for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+        nchw_row<KH, KW, SW>(s, xc, taps, b, y + (oh - oh_begin) * s.y_hs + oc * s.y_cs, oh, fast);
+      }
+    }
+  }
+
+  template <int KH, int KW, int SW>
+  static void forward_nchw(const DwShape& s, const float* x, const float* w, const float* bias,
+                           float* y, int64_t oh_begin, int64_t oh_end) {
+    if constexpr (KH > 0 && KW > 0 && SW > 0) {
+      forward_nchw_fixed<KH, KW, SW>(s, x, w, bias, y, oh_begin, oh_end);
+      return;
+    }
+    const int64_t kh = KH > 0 ? KH : s.kernel_h, kw = KW > 0 ? KW : s.kernel_w;
+    const int64_t sw = SW > 0 ? SW : s.stride_w;
+    const int64_t taps = kh * kw;
+    const TapRange inner = interior_columns(s);
+    for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+      const int64_t ih0 = oh * s.stride_h - s.pad_top;
+      const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, kh, s.in_h);
+      for (int64_t oc = 0; oc < s.out_channels(); ++oc) {
+        const float* xc = x + (oc / s.multiplier) * s.x_cs;
+        const float* wc = w + oc * taps;
+        const float b = bias ? bias[oc] : 0.f;
+        float* out = y + (oh - oh_begin) * s.y_hs + oc * s.y_cs;
+        auto scalar_column = [&](int64_t ow) {
+          const TapRange kj = tap_range(ow, sw, s.pad_left, s.dilation_w, kw, s.in_w);
+          const int64_t iw0 = ow * sw - s.pad_left;
+          float acc = b;
+          for (int64_t i = ki.lo; i < ki.hi; ++i) {
+            const float* row = xc + (ih0 + i * s.dilation_h) * s.x_hs;
+            for (int64_t j = kj.lo; j < kj.hi; ++j) acc += row[iw0 + j * s.dilation_w] * wc[i * kw + j];
+          }
+          out[ow] = apply_activation(s.activation, acc);
+        };
+        for (int64_t ow = 0; ow < inner.lo; ++ow) scalar_column(ow);
+        int64_t ow = inner.lo;
+        // Remaining interior columns, N at a time; the last partial vector is masked.
+        for (; ow < inner.hi; ow += N) {
+          const int lanes = static_cast<int>(std::min<int64_t>(N, inner.hi - ow));
+          const auto m = V::mask(lanes);
+          reg acc = V::set1(b);
+          for (int64_t i = ki.lo; i < ki.hi; ++i) {
+            const float* row = xc + (ih0 + i * s.dilation_h) * s.x_hs + ow * sw - s.pad_left;
+            const float* wrow = wc + i * kw;
+#pragma GCC unroll 8
+            for (int64_t j = 0; j < kw; ++j) {
+              acc = V::fma(load_columns<SW>(row + j * s.dilation_w, sw, lanes, m), V::set1(wrow[j]), acc);
+            }
+          }
+          acc = activate<V>(s.activation, acc);
+          if (lanes == N) {
+            V::store(out + ow, acc);
+          } else {
+            V::store(out + ow, acc, m);
+          }
+        }
+        for (int64_t ow = std::max(inner.hi, inner.lo); ow < s.out_w; ++ow) scalar_column(ow);
+      }
+    }
+  }
+};
+
+}  // namespace dsconv::x86

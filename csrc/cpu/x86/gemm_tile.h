@@ -1,0 +1,85 @@
+// The register-blocked GEMM microkernel shared by every pointwise path:
+//   C[r][j] = act(init + sum_k A[r*a_rs + k*a_ks] * B[k*b_ks + j]),  r < mr <= MR, j < nr
+// where init is the bias (or 0), or C itself when `accumulate` (a later block of K).
+// A is broadcast (one element per row and k), B is loaded as NV vectors per k, C is kept
+// in MR x NV registers for the whole K loop. NHWC pointwise maps pixels to rows and
+// packed weights to B; NCHW maps packed weights to rows and pixels to B.
+#pragma once
+#include <cstdint>
+
+#include "activation_vec.h"
+
+namespace dsconv::x86 {
+
+struct TileBias {
+  const float* per_row = nullptr;     // one value per row of C
+  const float* per_column = nullptr;  // nr values, one per column of C
+};
+
+template <class V, int MR, int NV, bool FULL>
+inline void gemm_tile_fixed(int64_t K, const float* A, int64_t a_rs, int64_t a_ks, const float* B,
+                            int64_t b_ks, int nr, float* C, int64_t c_rs, TileBias bias,
+                            bool accumulate, Activation act) {
+  using reg = typename V::reg;
+  typename V::Mask mask[NV];
+  if (!FULL) {
+    for (int v = 0; v < NV; ++v) mask[v] = V::mask(nr - v * V::N);
+  }
+  auto load_b = [&](const float* p, int v) {
+    return FULL ? V::load(p + v * V::N) : V::load(p + v * V::N, mask[v]);
+  };
+  reg acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      acc[r][v] = accumulate        ? load_b(C + r * c_rs, v)
+                  : bias.per_row    ? V::set1(bias.per_row[r])
+                  : bias.per_column ? load_b(bias.per_column, v)
+                                    : V::zero();
+    }
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    reg b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = load_b(B + k * b_ks, v);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const reg a = V::set1(A[r * a_rs + k * a_ks]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(a, b[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const reg out = activate<V>(act, acc[r][v]);
+      if (FULL) {
+        V::store(C + r * c_rs + v * V::N, out);
+      } else if (nr > v * V::N) {
+        V::store(C + r * c_rs + v * V::N, out, mask[v]);
+      }
+    }
+  }
+}
+
+// Any mr in [1, MR] and nr in [1, NV*N]: picks the fixed-size instance.
+template <class V, int MR, int NV>
+inline void gemm_tile(int mr, int64_t K, const float* A, int64_t a_rs, int64_t a_ks, const float* B,
+                      int64_t b_ks, int nr, float* C, int64_t c_rs, TileBias bias, bool accumulate,
+                      Activation act) {
+  if constexpr (MR > 1) {
+    if (mr < MR) {
+      gemm_tile<V, MR - 1, NV>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act);
+      return;
+    }
+  }
+  if (nr == NV * V::N) {
+    gemm_tile_fixed<V, MR, NV, true>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act);
+  } else {
+    gemm_tile_fixed<V, MR, NV, false>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act);
+  }
+}
+
+}  // namespace dsconv::x86

@@ -1,0 +1,58 @@
+// Defines the named kernels of one x86 ISA (see kernels.def) from the templates in this
+// folder. Expanded once per ISA file, after that file's target pragma, so each ISA is
+// compiled for its own instruction set while the code exists once.
+#pragma once
+#include "../kernel_decls.h"
+#include "depthwise.h"
+#include "pointwise.h"
+
+#define DSCONV_X86_KERNELS(isa, Dw, Gemm, tile)                                               \
+  int64_t pack_dw_taps_major_f32_##isa(const DwShape& s, const float* w, float* out) {        \
+    return Dw::pack_taps_major(s, w, out);                                                    \
+  }                                                                                           \
+  int64_t pack_gemm_##tile##_nhwc_f32_##isa(const PwShape& s, const float* w, float* out) {   \
+    return Gemm::pack_nhwc(s, w, out);                                                        \
+  }                                                                                           \
+  int64_t pack_gemm_##tile##_nchw_f32_##isa(const PwShape& s, const float* w, float* out) {   \
+    return Gemm::pack_nchw(s, w, out);                                                        \
+  }                                                                                           \
+  void gemm_##tile##_nhwc_f32_##isa(const PwShape& s, const float* x, const float* w,         \
+                                    const float* b, float* y, int64_t n) {                    \
+    Gemm::forward_nhwc(s, x, w, b, y, n);                                                     \
+  }                                                                                           \
+  void gemm_##tile##_nchw_f32_##isa(const PwShape& s, const float* x, const float* w,         \
+                                    const float* b, float* y, int64_t n) {                    \
+    Gemm::forward_nchw(s, x, w, b, y, n);                                                     \
+  }                                                                                           \
+  void dwconv_3x3_nhwc_f32_##isa(const DwShape& s, const float* x, const float* w,            \
+                                 const float* b, float* y, int64_t r0, int64_t r1) {          \
+    Dw::forward_nhwc<3, 3>(s, x, w, b, y, r0, r1);                                            \
+  }                                                                                           \
+  void dwconv_5x5_nhwc_f32_##isa(const DwShape& s, const float* x, const float* w,            \
+                                 const float* b, float* y, int64_t r0, int64_t r1) {          \
+    Dw::forward_nhwc<5, 5>(s, x, w, b, y, r0, r1);                                            \
+  }                                                                                           \
+  void dwconv_generic_nhwc_f32_##isa(const DwShape& s, const float* x, const float* w,        \
+                                     const float* b, float* y, int64_t r0, int64_t r1) {      \
+    Dw::forward_nhwc<0, 0>(s, x, w, b, y, r0, r1);                                            \
+  }                                                                                           \
+  void dwconv_3x3s1_nchw_f32_##isa(const DwShape& s, const float* x, const float* w,          \
+                                   const float* b, float* y, int64_t r0, int64_t r1) {        \
+    Dw::forward_nchw<3, 3, 1>(s, x, w, b, y, r0, r1);                                         \
+  }                                                                                           \
+  void dwconv_3x3s2_nchw_f32_##isa(const DwShape& s, const float* x, const float* w,          \
+                                   const float* b, float* y, int64_t r0, int64_t r1) {        \
+    Dw::forward_nchw<3, 3, 2>(s, x, w, b, y, r0, r1);                                         \
+  }                                                                                           \
+  void dwconv_5x5s1_nchw_f32_##isa(const DwShape& s, const float* x, const float* w,          \
+                                   const float* b, float* y, int64_t r0, int64_t r1) {        \
+    Dw::forward_nchw<5, 5, 1>(s, x, w, b, y, r0, r1);                                         \
+  }                                                                                           \
+  void dwconv_5x5s2_nchw_f32_##isa(const DwShape& s, const float* x, const float* w,          \
+                                   const float* b, float* y, int64_t r0, int64_t r1) {        \
+    Dw::forward_nchw<5, 5, 2>(s, x, w, b, y, r0, r1);                                         \
+  }                                                                                           \
+  void dwconv_generic_nchw_f32_##isa(const DwShape& s, const float* x, const float* w,        \
+                                     const float* b, float* y, int64_t r0, int64_t r1) {      \
+    Dw::forward_nchw<0, 0, 0>(s, x, w, b, y, r0, r1);                                         \
+  }

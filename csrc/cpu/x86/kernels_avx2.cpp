@@ -1,0 +1,31 @@
+// The AVX2+FMA kernel set: instances of the templates in this folder, compiled for
+// AVX2 only here (the rest of the library stays baseline x86-64). Registered in
+// csrc/cpu/kernels.def; dispatch runs them only on CPUs that have AVX2 and FMA.
+#if defined(__x86_64__)
+// Library headers first, outside the target region: inline functions they define must not
+// be compiled for this ISA (the linker keeps one copy of each for the whole library).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "../kernel_decls.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+#include "vec_avx2.h"
+#include "kernel_set.h"
+
+namespace dsconv {
+
+using DwAvx2 = x86::Depthwise<x86::Avx2>;
+using Gemm6x16Avx2 = x86::Pointwise<x86::Avx2, 6, 2>;
+
+DSCONV_X86_KERNELS(avx2, DwAvx2, Gemm6x16Avx2, 6x16)
+
+}  // namespace dsconv
+
+#pragma GCC pop_options
+#endif  // __x86_64__

@@ -1,0 +1,124 @@
+// Pointwise (1x1) convolution drivers over the GEMM microkernel, with their weight
+// packing. Both keep one operand block in L2 while the other streams:
+//  - NHWC: Y[pix x Cout] = X[pix x Cin] . W^T. Rows are pixels (A = input, read in place),
+//    B = W^T packed in panels of NR = NV*N output channels: packed[panel][ci][NR], zero
+//    padded, so each k step loads whole vectors.
+//  - NCHW: Y[Cout x pix] = W[Cout x Cin] . X. Rows are output channels (A = W packed in
+//    panels of MR channels: packed[panel][ci][MR]), B = input rows read in place.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "../shapes.h"
+#include "gemm_tile.h"
+
+namespace dsconv::x86 {
+
+// Pixel rows of X (Cin floats each) that fit in about half of L2 with the B panel.
+constexpr int64_t kPointwiseBlockBytes = 128 * 1024;
+
+template <class V, int MR, int NV>
+struct Pointwise {
+  static constexpr int NR = NV * V::N;
+
+  static int64_t pack_nhwc(const PwShape& s, const float* w, float* out) {
+    const int64_t panels = (s.out_channels + NR - 1) / NR;
+    if (out == nullptr) return panels * s.in_channels * NR;
+    for (int64_t p = 0; p < panels; ++p) {
+      for (int64_t k = 0; k < s.in_channels; ++k) {
+        for (int64_t j = 0; j < NR; ++j) {
+          const int64_t co = p * NR + j;
+          out[(p * s.in_channels + k) * NR + j] = co < s.out_channels ? w[co * s.in_channels + k] : 0.f;
+        }
+      }
+    }
+    return panels * s.in_channels * NR;
+  }
+
+  static int64_t pack_nchw(const PwShape& s, const float* w, float* out) {
+    const int64_t panels = (s.out_channels + MR - 1) / MR;
+    if (out == nullptr) return panels * s.in_channels * MR;
+    for (int64_t p = 0; p < panels; ++p) {
+      for (int64_t k = 0; k < s.in_channels; ++k) {
+        for (int64_t r = 0; r < MR; ++r) {
+          const int64_t co = p * MR + r;
+          out[(p * s.in_channels + k) * MR + r] = co < s.out_channels ? w[co * s.in_channels + k] : 0.f;
+        }
+      }
+    }
+    return panels * s.in_channels * MR;
+  }
+
+  // Blocks over K, so a KC x NR panel slice stays in L1 and the operand block in L2;
+  // later K blocks accumulate into the output, and the activation runs on the last one.
+  static constexpr int64_t KC = 256;
+
+  // x and y point at the first of npix pixels; x_cs == y_cs == 1. Each block of pixels
+  // is packed into MR-row groups ([group][k][MR]) so the broadcasts read contiguous memory
+  // (rows of X are Cin floats apart, often a multiple of 4 KiB).
+  static void forward_nhwc(const PwShape& s, const float* x, const float* packed, const float* bias,
+                           float* y, int64_t npix) {
+    const int64_t K = s.in_channels;
+    const int64_t kc_max = std::min<int64_t>(std::max<int64_t>(K, 1), KC);
+    const int64_t block = std::max<int64_t>(MR, kPointwiseBlockBytes / (4 * kc_max) / MR * MR);
+    thread_local std::vector<float> a_pack_buf;  // per-thread scratch, reused across calls
+    a_pack_buf.resize(static_cast<size_t>(block * kc_max));
+    float* const a_pack = a_pack_buf.data();
+    for (int64_t p0 = 0; p0 < npix; p0 += block) {
+      const int64_t p1 = std::min(npix, p0 + block);
+      for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += KC) {
+        const int64_t kc = std::min(KC, K - k0);
+        const bool first = k0 == 0, last = k0 + KC >= K;
+        for (int64_t p = p0; p < p1; p += MR) {  // pack rows [p, p+MR) x [k0, k0+kc)
+          const int64_t mr = std::min<int64_t>(MR, p1 - p);
+          float* dst = a_pack + (p - p0) * kc;
+          for (int64_t k = 0; k < kc; ++k) {
+            for (int64_t r = 0; r < mr; ++r) dst[k * MR + r] = x[(p + r) * s.x_ps + k0 + k];
+          }
+        }
+        for (int64_t co = 0; co < s.out_channels; co += NR) {
+          const int nr = static_cast<int>(std::min<int64_t>(NR, s.out_channels - co));
+          const float* panel = packed + (co / NR) * K * NR + k0 * NR;
+          const TileBias tb{nullptr, bias ? bias + co : nullptr};
+          for (int64_t p = p0; p < p1; p += MR) {
+            const int mr = static_cast<int>(std::min<int64_t>(MR, p1 - p));
+            gemm_tile<V, MR, NV>(mr, kc, a_pack + (p - p0) * kc, 1, MR, panel, NR, nr,
+                                 y + p * s.y_ps + co, s.y_ps, tb, !first,
+                                 last ? s.activation : Activation::none);
+          }
+        }
+        if (K == 0) break;
+      }
+    }
+  }
+
+  // x and y point at the first of npix pixels; x_ps == y_ps == 1.
+  static void forward_nchw(const PwShape& s, const float* x, const float* packed, const float* bias,
+                           float* y, int64_t npix) {
+    const int64_t K = s.in_channels;
+    const int64_t kc_max = std::min<int64_t>(std::max<int64_t>(K, 1), KC);
+    const int64_t block = std::max<int64_t>(NR, kPointwiseBlockBytes / (4 * kc_max) / NR * NR);
+    for (int64_t p0 = 0; p0 < npix; p0 += block) {
+      const int64_t p1 = std::min(npix, p0 + block);
+      for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += KC) {
+        const int64_t kc = std::min(KC, K - k0);
+        const bool first = k0 == 0, last = k0 + KC >= K;
+        for (int64_t co = 0; co < s.out_channels; co += MR) {
+          const int mr = static_cast<int>(std::min<int64_t>(MR, s.out_channels - co));
+          const float* panel = packed + (co / MR) * K * MR + k0 * MR;
+          const TileBias tb{bias ? bias + co : nullptr, nullptr};
+          for (int64_t p = p0; p < p1; p += NR) {
+            const int nr = static_cast<int>(std::min<int64_t>(NR, p1 - p));
+            gemm_tile<V, MR, NV>(mr, kc, panel, 1, MR, x + k0 * s.x_cs + p, s.x_cs, nr,
+                                 y + co * s.y_cs + p, s.y_cs, tb, !first,
+                                 last ? s.activation : Activation::none);
+          }
+        }
+        if (K == 0) break;
+      }
+    }
+  }
+};
+
+}  // namespace dsconv::x86

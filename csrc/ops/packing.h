@@ -1,0 +1,32 @@
+// Weight packing for kernels that register a packing function (csrc/cpu/kernels.def):
+// the ops layer packs before the parallel region, through the packed-weight cache.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+
+#include "../cpu/dispatch.h"
+#include "packed_weight_cache.h"
+
+namespace dsconv::ops {
+
+template <typename T> struct PackFor;
+template <> struct PackFor<DwShape> { template <typename S> using fn = typename KernelTypes<S>::DwPack; };
+template <> struct PackFor<PwShape> { template <typename S> using fn = typename KernelTypes<S>::PwPack; };
+
+// The weight as `entry`'s kernel reads it: `weight` itself, or its packed form (cached
+// per weight tensor and version), kept alive by `storage`.
+template <typename T, typename Shape>
+const T* kernel_weight(const KernelEntry* entry, const Shape& shape, const at::Tensor& weight,
+                       at::Tensor& storage) {
+  const T* w = weight.const_data_ptr<T>();
+  if (entry->pack == nullptr) return w;
+  const auto pack_fn = reinterpret_cast<typename PackFor<Shape>::template fn<T>>(entry->pack);
+  storage = cached_packed_weight(weight, reinterpret_cast<const void*>(entry->pack), [&] {
+    at::Tensor packed = at::empty({pack_fn(shape, w, nullptr)}, weight.options());
+    pack_fn(shape, w, packed.mutable_data_ptr<T>());
+    return packed;
+  });
+  return storage.const_data_ptr<T>();
+}
+
+}  // namespace dsconv::ops
