@@ -62,5 +62,7 @@ def test_forward_backward(model):
     grads_compiled = [p.grad for p in model.parameters()] + [x_compiled.grad]
     torch.testing.assert_close(got, expected)
     assert got.is_contiguous(memory_format=torch.channels_last)
+    # Inductor computes the bias gradients' sums in its own order: allow float32 reduction
+    # rounding (relative ~1e-6 per term over a few hundred terms).
     for a, b in zip(grads_compiled, grads_eager):
-        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, b, rtol=2e-5, atol=1e-4)
