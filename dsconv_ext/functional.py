@@ -7,6 +7,12 @@ import torch
 
 from . import _C
 
+# The op overloads, looked up once (calling an overload directly skips the packet's
+# per-call overload resolution).
+_depthwise = torch.ops.dsconv.depthwise.default
+_pointwise = torch.ops.dsconv.pointwise.default
+_separable = torch.ops.dsconv.separable.default
+
 # The activations every op accepts (defined once, in csrc/cpu/activation.h).
 ACTIVATIONS = (None,) + tuple(n for n in _C.activation_names() if n != "none")
 
@@ -49,7 +55,7 @@ def depthwise(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor
     """Depthwise convolution, `activation(F.conv2d(x, weight, bias, stride, padding, dilation,
     groups=C))`. weight is [C*M, 1, kh, kw] (M: channel multiplier)."""
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
-    return torch.ops.dsconv.depthwise(x, weight, bias, stride,
+    return _depthwise(x, weight, bias, stride,
                                       _padding(padding, weight, stride, dilation), dilation,
                                       activation)
 
@@ -57,7 +63,7 @@ def depthwise(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
               activation: Optional[str] = None) -> torch.Tensor:
     """1x1 convolution, `activation(F.conv2d(x, weight, bias))`. weight is [C_out, C_in, 1, 1]."""
-    return torch.ops.dsconv.pointwise(x, weight, bias, activation)
+    return _pointwise(x, weight, bias, activation)
 
 
 def separable(x: torch.Tensor, dw_weight: torch.Tensor, pw_weight: torch.Tensor,
@@ -68,6 +74,6 @@ def separable(x: torch.Tensor, dw_weight: torch.Tensor, pw_weight: torch.Tensor,
     """Fused depthwise -> bias -> act -> pointwise -> bias -> act; the depthwise output is
     never written to memory."""
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
-    return torch.ops.dsconv.separable(x, dw_weight, pw_weight, dw_bias, pw_bias, stride,
-                                      _padding(padding, dw_weight, stride, dilation), dilation,
-                                      dw_activation, pw_activation)
+    return _separable(x, dw_weight, pw_weight, dw_bias, pw_bias, stride,
+                      _padding(padding, dw_weight, stride, dilation), dilation, dw_activation,
+                      pw_activation)

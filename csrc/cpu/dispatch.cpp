@@ -75,6 +75,18 @@ thread_local std::string t_record;
 
 const char* isa_name(Isa isa) { return kIsaNames[static_cast<int>(isa)]; }
 
+const char* op_name(Op op) {
+  switch (op) {
+    case Op::dw_forward: return "dw_forward";
+    case Op::dw_backward_input: return "dw_backward_input";
+    case Op::dw_backward_weight: return "dw_backward_weight";
+    case Op::pw_forward: return "pw_forward";
+    case Op::pw_backward_input: return "pw_backward_input";
+    case Op::pw_backward_weight: return "pw_backward_weight";
+  }
+  return "?";
+}
+
 bool isa_from_name(const std::string& name, Isa* out) {
   for (int i = 0; i < kIsaCount; ++i) {
     if (name == kIsaNames[i]) {

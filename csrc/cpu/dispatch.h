@@ -23,6 +23,8 @@ enum class Op : int {
 
 enum class DType : int { f32, f64 };
 
+const char* op_name(Op op);  // "dw_forward", ... as in kernels.def
+
 const char* isa_name(Isa isa);
 bool isa_from_name(const std::string& name, Isa* out);
 

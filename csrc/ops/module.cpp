@@ -44,7 +44,15 @@ PYBIND11_MODULE(_C, m) {
       const auto& e = entries[i];
       py::dict d;
       d["name"] = e.name;
+      d["op"] = dsconv::op_name(e.op);
       d["isa"] = dsconv::isa_name(e.isa);
+      d["dtype"] = e.dtype == dsconv::DType::f32 ? "float32" : "float64";
+      d["layout"] = e.layout < 0 ? "any" : e.layout == static_cast<int>(dsconv::Layout::nhwc) ? "nhwc" : "nchw";
+      d["kernel"] = py::make_tuple(e.kernel_h, e.kernel_w);  // 0: any
+      d["stride"] = py::make_tuple(e.stride_h, e.stride_w);
+      d["dilation"] = e.dilation;
+      d["multiplier"] = e.multiplier;
+      d["packed"] = e.pack != nullptr;
       out.push_back(d);
     }
     return out;

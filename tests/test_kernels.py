@@ -1,0 +1,105 @@
+"""Every registered forward kernel of every kernel set this CPU runs, driven through the
+public ops with shapes chosen so dispatch must pick exactly that kernel (asserted), over
+channel counts that are not multiples of the vector width, widths 1..17, odd heights,
+stride 2 on odd sizes and every activation, against ATen. The cases come from the
+kernel registry (csrc/cpu/kernels.def), so a new kernel is covered by adding its line."""
+import itertools
+
+import pytest
+import torch
+
+import dsconv_ext as dse
+from _cases import check_forward
+from _ref import ACTIVATIONS, randn, with_layout
+
+CHANNELS = (1, 3, 7, 15, 17, 33)
+WIDTHS = tuple(range(1, 18))
+HEIGHTS = (5, 7)
+
+# Kernel sizes that no specialized kernel claims, for the generic entries.
+GENERIC_KERNELS = ((2, 3), (3, 1), (7, 7))
+
+
+def registry_cases():
+    supported = set(dse.supported_cpu_capabilities())
+    for entry in dse._C.kernel_registry():
+        if entry["isa"] in supported and entry["op"] in ("dw_forward", "pw_forward"):
+            yield pytest.param(entry, id=entry["name"])
+
+
+def _choices(fixed, options):
+    return (fixed,) if fixed else options
+
+
+def dw_geometries(entry):
+    """(kernel, stride, dilation, multiplier) tuples the entry must serve."""
+    kh, kw = entry["kernel"]
+    kernels = [(kh, kw)] if kh else list(GENERIC_KERNELS)
+    sh, sw = entry["stride"]
+    strides = list(itertools.product(_choices(sh, (1, 2)), _choices(sw, (1, 2))))
+    dilations = _choices(entry["dilation"], (1, 2))
+    multipliers = _choices(entry["multiplier"], (1, 2))
+    return list(itertools.product(kernels, strides, dilations, multipliers))
+
+
+def sweep():
+    """(i, channels, width): every width three times, channels cycling (each 8-9 times)."""
+    for i, w in enumerate(WIDTHS * 3):
+        yield i, CHANNELS[i % len(CHANNELS)], w
+
+
+def dw_cases(entry):
+    """Sweeps widths and channels, cycling the geometry, height, activation and bias so
+    each value of each recurs across the sweep."""
+    geometries = dw_geometries(entry)
+    for i, c, w in sweep():
+        kernel, stride, dilation, multiplier = geometries[i % len(geometries)]
+        pad = tuple(dilation * (k - 1) // 2 for k in kernel)
+        yield dict(channels=c, height=HEIGHTS[i % len(HEIGHTS)], width=w, kernel=kernel,
+                   stride=stride, padding=pad, dilation=dilation, multiplier=multiplier,
+                   activation=ACTIVATIONS[i % len(ACTIVATIONS)], bias=i % 3 != 0)
+
+
+def fits(case):
+    return all(size + 2 * p >= case["dilation"] * (k - 1) + 1
+               for size, p, k in zip((case["height"], case["width"]), case["padding"], case["kernel"]))
+
+
+@pytest.mark.parametrize("entry", list(registry_cases()))
+def test_registered_kernel(entry, gen):
+    previous = dse.cpu_capability()
+    dse.set_cpu_capability(entry["isa"])
+    dtype = getattr(torch, entry["dtype"])
+    layout = "channels_last" if entry["layout"] == "nhwc" else "nchw"
+    checked = 0
+    try:
+        if entry["op"] == "dw_forward":
+            for case in dw_cases(entry):
+                if not fits(case):
+                    continue
+                c, m = case["channels"], case["multiplier"]
+                x = with_layout(randn(gen, 2, c, case["height"], case["width"], dtype=dtype), layout)
+                if layout == "channels_last" and x.is_contiguous():
+                    continue  # also NCHW-contiguous (C or H*W is 1): computed as NCHW
+                w = randn(gen, c * m, 1, *case["kernel"], dtype=dtype)
+                b = randn(gen, c * m, dtype=dtype) if case["bias"] else None
+                kwargs = dict(stride=case["stride"], padding=case["padding"],
+                              dilation=case["dilation"], activation=case["activation"])
+                check_forward("depthwise", [x, w, b], kwargs, dse.cpu_capability())
+                assert dse.last_kernels() == [entry["name"]], (case, dse.last_kernels())
+                checked += 1
+        else:
+            for i, c, w_ in sweep():
+                co = (1, 5, 16, 17, 40)[i % 5]
+                x = with_layout(randn(gen, 2, c, HEIGHTS[i % 2], w_, dtype=dtype), layout)
+                if layout == "channels_last" and x.is_contiguous():
+                    continue
+                w = randn(gen, co, c, 1, 1, dtype=dtype)
+                b = randn(gen, co, dtype=dtype) if i % 2 else None
+                kwargs = dict(activation=ACTIVATIONS[i % len(ACTIVATIONS)])
+                check_forward("pointwise", [x, w, b], kwargs, dse.cpu_capability())
+                assert dse.last_kernels() == [entry["name"]], dse.last_kernels()
+                checked += 1
+    finally:
+        dse.set_cpu_capability(previous)
+    assert checked >= 25, f"only {checked} cases reached {entry['name']}"
