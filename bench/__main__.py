@@ -64,18 +64,20 @@ def bench_threads(dse, layers, ops, threads, batch, budget):
     """Check and time every (layer, op) at one thread count; returns the result rows."""
     torch.set_num_threads(threads)
     rows = []
-    with torch.inference_mode():
-        for i, layer in enumerate(layers, 1):
-            t0 = time.perf_counter()
-            layer_ops = [op for op in ops if op in layer.ops]
-            for op in layer_ops:
-                case = make_case(dse, layer, op, batch)
+    for i, layer in enumerate(layers, 1):
+        t0 = time.perf_counter()
+        layer_ops = [op for op in ops if op in layer.ops]
+        for op in layer_ops:
+            # Weights are made outside inference mode, as a model's parameters are (so
+            # packed-weight caching applies as it would in a real model).
+            case = make_case(dse, layer, op, batch)
+            with torch.inference_mode():
                 kernels = check(dse, case)
                 stats = measure(case.variants, **budget)
-                rows.append(report.make_row(layer, op, batch, stats, kernels))
-            print(f"  [{threads} thr] {i}/{len(layers)} layer {layer.id} ({layer.label}) "
-                  f"{','.join(layer_ops) or '-'}: {time.perf_counter() - t0:.1f} s",
-                  file=sys.stderr, flush=True)
+            rows.append(report.make_row(layer, op, batch, stats, kernels))
+        print(f"  [{threads} thr] {i}/{len(layers)} layer {layer.id} ({layer.label}) "
+              f"{','.join(layer_ops) or '-'}: {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr, flush=True)
     return rows
 
 

@@ -43,6 +43,10 @@ static inline TapRange interior_columns(const DwShape& s) {
   return {begin, std::max(begin, end)};
 }
 
+// NHWC rows whose pixels are at most this many bytes apart run row by row per channel
+// vector (taps in registers); wider pixels run pixel by pixel with channels innermost.
+constexpr int64_t kSmallChannelBytes = 256;
+
 template <class V>
 struct Depthwise {
   using reg = typename V::reg;
@@ -90,12 +94,90 @@ struct Depthwise {
     }
   }
 
+  // Small C: one output row for one channel vector, the KH*KW taps in registers for the
+  // whole row (pixels are only C floats apart, so walking a row per channel vector stays
+  // in cache). Interior pixels of rows whose taps are all inside run four at a time so the FMA
+  // chains overlap; border pixels skip their outside taps (compile-time tap indices, so
+  // the taps still never leave registers).
+  template <int KH, int KW, bool FULL>
+  static void nhwc_row(const DwShape& s, const float* x, const float* w, const float* bias,
+                       float* y_row, int64_t oh, TapRange inner, typename V::Mask m) {
+    auto load = [m](const float* p) { return FULL ? V::load(p) : V::load(p, m); };
+    auto store = [m](float* p, reg v) { FULL ? V::store(p, v) : V::store(p, v, m); };
+    const int64_t C = s.channels;
+    const int64_t step = s.stride_w * s.x_ws, dh = s.dilation_h * s.x_hs, dw = s.dilation_w * s.x_ws;
+    const int64_t ih0 = oh * s.stride_h - s.pad_top;
+    const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, KH, s.in_h);
+    reg taps[KH * KW];
+    for (int t = 0; t < KH * KW; ++t) taps[t] = load(w + t * C);
+    const reg b = bias ? load(bias) : V::zero();
+    auto border = [&](int64_t ow) {
+      const TapRange kj = tap_range(ow, s.stride_w, s.pad_left, s.dilation_w, KW, s.in_w);
+      const int64_t iw0 = ow * s.stride_w - s.pad_left;
+      reg acc = b;
+#pragma GCC unroll 25
+      for (int i = 0; i < KH; ++i) {
+#pragma GCC unroll 25
+        for (int j = 0; j < KW; ++j) {
+          if (i >= ki.lo && i < ki.hi && j >= kj.lo && j < kj.hi) {
+            const float* p = x + (ih0 + i * s.dilation_h) * s.x_hs + (iw0 + j * s.dilation_w) * s.x_ws;
+            acc = V::fma(load(p), taps[i * KW + j], acc);
+          }
+        }
+      }
+      store(y_row + ow * s.y_ws, activate<V>(s.activation, acc));
+    };
+    if (ki.lo != 0 || ki.hi != KH) inner = {s.out_w, s.out_w};  // no full-window pixels
+    int64_t ow = 0;
+    for (; ow < inner.lo; ++ow) border(ow);
+    constexpr int U = 4;
+    for (; ow + U <= inner.hi; ow += U) {
+      const float* base = x + ih0 * s.x_hs + (ow * s.stride_w - s.pad_left) * s.x_ws;
+      reg acc[U];
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) acc[u] = b;
+#pragma GCC unroll 25
+      for (int t = 0; t < KH * KW; ++t) {
+        const float* p = base + (t / KW) * dh + (t % KW) * dw;
+#pragma GCC unroll 4
+        for (int u = 0; u < U; ++u) acc[u] = V::fma(load(p + u * step), taps[t], acc[u]);
+      }
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) store(y_row + (ow + u) * s.y_ws, activate<V>(s.activation, acc[u]));
+    }
+    for (; ow < s.out_w; ++ow) border(ow);
+  }
+
+  template <int KH, int KW>
+  static void forward_nhwc_rows(const DwShape& s, const float* x, const float* w, const float* bias,
+                                float* y, int64_t oh_begin, int64_t oh_end) {
+    const int64_t C = s.channels;
+    const TapRange inner = interior_columns(s);
+    for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+      float* y_row = y + (oh - oh_begin) * s.y_hs;
+      int64_t c = 0;
+      for (; c + N <= C; c += N) {
+        nhwc_row<KH, KW, true>(s, x + c, w + c, bias ? bias + c : nullptr, y_row + c, oh, inner, V::mask(N));
+      }
+      if (c < C) {
+        nhwc_row<KH, KW, false>(s, x + c, w + c, bias ? bias + c : nullptr, y_row + c, oh, inner,
+                                V::mask(static_cast<int>(C - c)));
+      }
+    }
+  }
+
   template <int KH, int KW>
   static void forward_nhwc(const DwShape& s, const float* x, const float* w, const float* bias,
                            float* y, int64_t oh_begin, int64_t oh_end) {
     constexpr int TAPS = KH * KW;
     const int64_t kh = KH > 0 ? KH : s.kernel_h, kw = KW > 0 ? KW : s.kernel_w;
     const int64_t C = s.channels;
+    if constexpr (KH > 0 && KW > 0) {
+      if (C * int64_t(sizeof(float)) <= kSmallChannelBytes) {
+        forward_nhwc_rows<KH, KW>(s, x, w, bias, y, oh_begin, oh_end);
+        return;
+      }
+    }
     // Per-thread scratch, reused across calls; plain pointers below (a thread_local in a
     // shared library costs a lookup per access).
     thread_local std::vector<float> zeros_buf;
