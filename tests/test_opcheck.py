@@ -69,6 +69,17 @@ def cases():
         ("pointwise_backward_weight", "nchw", (t(2, 7, 4, 3), t(2, 5, 4, 3))),
         ("pointwise_backward_weight", "cl", (t(2, 7, 4, 3, layout="channels_last"),
                                              t(2, 5, 4, 3, layout="channels_last"))),
+        # the backward ops' own autograd (double backward): all, or one, of the tensors need grad
+        ("depthwise_backward_input", "cl-grad", (t(2, 6, 3, 5, layout="channels_last", grad=True),
+                                                 t(6, 1, 3, 3, grad=True), [2, 3, 7, 9], [2, 2],
+                                                 [1, 0, 1, 1], [1, 1])),
+        ("depthwise_backward_weight", "cl-f64-x-grad", (t(1, 4, 4, 5, layout="channels_last", dtype=f64),
+                                                        t(1, 2, 5, 6, layout="channels_last", dtype=f64,
+                                                          grad=True),
+                                                        [4, 1, 2, 3], [1, 1], [0, 1, 1, 0], [2, 1])),
+        ("pointwise_backward_input", "f64-weight-grad", (t(1, 3, 2, 6, dtype=f64),
+                                                         t(3, 2, 1, 1, dtype=f64, grad=True))),
+        ("pointwise_backward_weight", "nchw-grad", (t(2, 7, 4, 3, grad=True), t(2, 5, 4, 3, grad=True))),
     ]
 
 

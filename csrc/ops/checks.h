@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <initializer_list>
 #include <optional>
 #include <string>
 
@@ -102,6 +103,12 @@ inline Geometry check_geometry(int64_t in_h, int64_t in_w, int64_t kernel_h, int
   g.out_h = (padded_h - span_h) / g.stride_h + 1;
   g.out_w = (padded_w - span_w) / g.stride_w + 1;
   return g;
+}
+
+// A backward op's grad_out must have the forward output's shape.
+inline void check_grad_out_shape(const at::Tensor& grad_out, std::initializer_list<int64_t> expected) {
+  TORCH_CHECK(grad_out.sizes() == at::IntArrayRef(expected), "grad_out must have shape ",
+              at::IntArrayRef(expected), " for this input and weight, got ", grad_out.sizes());
 }
 
 inline Activation check_activation(const std::optional<c10::string_view>& name,

@@ -56,10 +56,8 @@ at::Tensor depthwise_cpu(const at::Tensor& x, const at::Tensor& weight,
     const scalar_t* bp = call.bias.defined() ? call.bias.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const int64_t row_work = s.out_channels() * s.out_w * s.kernel_h * s.kernel_w;
-    at::parallel_for(0, s.batch * s.out_h, grain_for(row_work), [&](int64_t begin, int64_t end) {
-      for_each_image_piece(begin, end, s.out_h, [&](int64_t n, int64_t r0, int64_t r1) {
-        kernel(s, xp + n * s.x_ns, wp, bp, yp + n * s.y_ns + r0 * s.y_hs, r0, r1);
-      });
+    parallel_per_image(s.batch, s.out_h, row_work, [&](int64_t n, int64_t r0, int64_t r1) {
+      kernel(s, xp + n * s.x_ns, wp, bp, yp + n * s.y_ns + r0 * s.y_hs, r0, r1);
     });
   });
   return y;
@@ -79,9 +77,7 @@ at::Tensor depthwise_backward_input_cpu(const at::Tensor& grad_out, const at::Te
   check_dw_weight(weight, "weight", channels, grad_out, "grad_out");
   const Geometry g = check_geometry(input_size[2], input_size[3], weight.size(2), weight.size(3),
                                     "weight", stride, padding, dilation);
-  const std::vector<int64_t> expected{input_size[0], weight.size(0), g.out_h, g.out_w};
-  TORCH_CHECK(grad_out.sizes() == at::IntArrayRef(expected), "grad_out must have shape ",
-              at::IntArrayRef(expected), " for this input and weight, got ", grad_out.sizes());
+  check_grad_out_shape(grad_out, {input_size[0], weight.size(0), g.out_h, g.out_w});
   const int64_t multiplier = channels == 0 ? 1 : weight.size(0) / channels;
   const Layout layout = layout_of(grad_out);
   const DwShape s = make_dw_shape(input_size[0], channels, multiplier, input_size[2],
@@ -97,10 +93,8 @@ at::Tensor depthwise_backward_input_cpu(const at::Tensor& grad_out, const at::Te
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
     const int64_t row_work = s.out_channels() * s.in_w * s.kernel_h * s.kernel_w;
-    at::parallel_for(0, s.batch * s.in_h, grain_for(row_work), [&](int64_t begin, int64_t end) {
-      for_each_image_piece(begin, end, s.in_h, [&](int64_t n, int64_t r0, int64_t r1) {
-        kernel(s, gyp + n * s.y_ns, wp, gxp + n * s.x_ns + r0 * s.x_hs, r0, r1);
-      });
+    parallel_per_image(s.batch, s.in_h, row_work, [&](int64_t n, int64_t r0, int64_t r1) {
+      kernel(s, gyp + n * s.y_ns, wp, gxp + n * s.x_ns + r0 * s.x_hs, r0, r1);
     });
   });
   return gx;
@@ -125,9 +119,7 @@ at::Tensor depthwise_backward_weight_cpu(const at::Tensor& grad_out, const at::T
               ", got ", out_channels);
   const Geometry g = check_geometry(x.size(2), x.size(3), weight_size[2], weight_size[3],
                                     "weight_size", stride, padding, dilation);
-  const std::vector<int64_t> expected{x.size(0), out_channels, g.out_h, g.out_w};
-  TORCH_CHECK(grad_out.sizes() == at::IntArrayRef(expected), "grad_out must have shape ",
-              at::IntArrayRef(expected), " for this input and weight, got ", grad_out.sizes());
+  check_grad_out_shape(grad_out, {x.size(0), out_channels, g.out_h, g.out_w});
   if (grad_out.numel() == 0 || x.numel() == 0) return at::zeros(weight_size, x.options());
   const Layout layout = layout_of(x);
   const DwShape s = make_dw_shape(x.size(0), channels, out_channels / channels, x.size(2),

@@ -39,11 +39,9 @@ at::Tensor pointwise_cpu(const at::Tensor& x, const at::Tensor& weight,
     const scalar_t* xp = xc.const_data_ptr<scalar_t>();
     const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    const int64_t pixel_work = s.in_channels * s.out_channels;
-    at::parallel_for(0, s.batch * s.pixels, grain_for(pixel_work), [&](int64_t begin, int64_t end) {
-      for_each_image_piece(begin, end, s.pixels, [&](int64_t n, int64_t p0, int64_t p1) {
-        kernel(s, xp + n * s.x_ns + p0 * s.x_ps, wp, bp, yp + n * s.y_ns + p0 * s.y_ps, p1 - p0);
-      });
+    parallel_per_image(s.batch, s.pixels, s.in_channels * s.out_channels,
+                       [&](int64_t n, int64_t p0, int64_t p1) {
+      kernel(s, xp + n * s.x_ns + p0 * s.x_ps, wp, bp, yp + n * s.y_ns + p0 * s.y_ps, p1 - p0);
     });
   });
   return y;
@@ -70,11 +68,9 @@ at::Tensor pointwise_backward_input_cpu(const at::Tensor& grad_out, const at::Te
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
-    const int64_t pixel_work = s.in_channels * s.out_channels;
-    at::parallel_for(0, s.batch * s.pixels, grain_for(pixel_work), [&](int64_t begin, int64_t end) {
-      for_each_image_piece(begin, end, s.pixels, [&](int64_t n, int64_t p0, int64_t p1) {
-        kernel(s, gyp + n * s.y_ns + p0 * s.y_ps, wp, gxp + n * s.x_ns + p0 * s.x_ps, p1 - p0);
-      });
+    parallel_per_image(s.batch, s.pixels, s.in_channels * s.out_channels,
+                       [&](int64_t n, int64_t p0, int64_t p1) {
+      kernel(s, gyp + n * s.y_ns + p0 * s.y_ps, wp, gxp + n * s.x_ns + p0 * s.x_ps, p1 - p0);
     });
   });
   return gx;

@@ -1,6 +1,7 @@
 // From tensors to the kernels' plain shape structs: layout choice, canonical strides,
 // and the split of flat work ranges into per-image pieces.
 #pragma once
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 
 #include "../cpu/dispatch.h"
@@ -62,6 +63,11 @@ inline KernelQuery pw_query(Op op, DType dtype, const PwShape& s) {
   return KernelQuery{op, dtype, s.layout};
 }
 
+// Smallest chunk worth a thread: about `target` multiply-adds.
+inline int64_t grain_for(int64_t work_per_unit, int64_t target = 1 << 15) {
+  return std::max<int64_t>(1, target / std::max<int64_t>(1, work_per_unit));
+}
+
 // Calls fn(image, begin, end) for each per-image piece of the flat range [begin, end)
 // over images of `per_image` units each.
 template <typename Fn>
@@ -75,9 +81,13 @@ void for_each_image_piece(int64_t begin, int64_t end, int64_t per_image, const F
   }
 }
 
-// Smallest chunk worth a thread: about `target` multiply-adds.
-inline int64_t grain_for(int64_t work_per_unit, int64_t target = 1 << 15) {
-  return std::max<int64_t>(1, target / std::max<int64_t>(1, work_per_unit));
+// at::parallel_for over `batch` images of `units` work units each (rows or pixels, of
+// about `unit_work` multiply-adds apiece); fn(image, begin, end) gets per-image pieces.
+template <typename Fn>
+void parallel_per_image(int64_t batch, int64_t units, int64_t unit_work, const Fn& fn) {
+  at::parallel_for(0, batch * units, grain_for(unit_work), [&](int64_t begin, int64_t end) {
+    for_each_image_piece(begin, end, units, fn);
+  });
 }
 
 }  // namespace dsconv::ops

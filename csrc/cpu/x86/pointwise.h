@@ -22,33 +22,24 @@ template <class V, int MR, int NV>
 struct Pointwise {
   static constexpr int NR = NV * V::N;
 
-  static int64_t pack_nhwc(const PwShape& s, const float* w, float* out) {
-    const int64_t panels = (s.out_channels + NR - 1) / NR;
-    if (out == nullptr) return panels * s.in_channels * NR;
-    for (int64_t p = 0; p < panels; ++p) {
-      for (int64_t k = 0; k < s.in_channels; ++k) {
-        for (int64_t j = 0; j < NR; ++j) {
-          const int64_t co = p * NR + j;
-          out[(p * s.in_channels + k) * NR + j] = co < s.out_channels ? w[co * s.in_channels + k] : 0.f;
+  // Output channels in panels of `rows`: out[panel][k][r] = w[panel*rows + r][k], zero
+  // padded. NHWC uses panels of NR (the B operand), NCHW panels of MR (the A operand).
+  static int64_t pack_panels(const PwShape& s, const float* w, float* out, int64_t rows) {
+    const int64_t panels = (s.out_channels + rows - 1) / rows;
+    if (out != nullptr) {
+      for (int64_t p = 0; p < panels; ++p) {
+        for (int64_t k = 0; k < s.in_channels; ++k) {
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t co = p * rows + r;
+            out[(p * s.in_channels + k) * rows + r] = co < s.out_channels ? w[co * s.in_channels + k] : 0.f;
+          }
         }
       }
     }
-    return panels * s.in_channels * NR;
+    return panels * s.in_channels * rows;
   }
-
-  static int64_t pack_nchw(const PwShape& s, const float* w, float* out) {
-    const int64_t panels = (s.out_channels + MR - 1) / MR;
-    if (out == nullptr) return panels * s.in_channels * MR;
-    for (int64_t p = 0; p < panels; ++p) {
-      for (int64_t k = 0; k < s.in_channels; ++k) {
-        for (int64_t r = 0; r < MR; ++r) {
-          const int64_t co = p * MR + r;
-          out[(p * s.in_channels + k) * MR + r] = co < s.out_channels ? w[co * s.in_channels + k] : 0.f;
-        }
-      }
-    }
-    return panels * s.in_channels * MR;
-  }
+  static int64_t pack_nhwc(const PwShape& s, const float* w, float* out) { return pack_panels(s, w, out, NR); }
+  static int64_t pack_nchw(const PwShape& s, const float* w, float* out) { return pack_panels(s, w, out, MR); }
 
   // Blocks over K, so a KC x NR panel slice stays in L1 and the operand block in L2;
   // later K blocks accumulate into the output, and the activation runs on the last one.
