@@ -246,96 +246,73 @@ struct Depthwise {
     return V::gather(p, SW > 0 ? SW : sw);
   }
 
-  // One output row of one channel, all columns, taps broadcast into registers. Vectors
-  // whose window is wholly inside (and, for stride 2, whose paired load stays inside the
-  // row) run two at a time without masks; border vectors load each tap with a lane mask
-  // of the columns that fall inside the input (masked-off lanes are never read).
-  template <int KH, int KW, int SW>
-  static void nchw_row(const DwShape& s, const float* xc, const reg* taps, reg bias, float* out,
-                       int64_t oh, TapRange fast) {
-    static_assert(SW == 1 || SW == 2, "stride 1 or 2");
-    const int64_t ih0 = oh * s.stride_h - s.pad_top;
-    const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, KH, s.in_h);
-    const int64_t dw = s.dilation_w;
-    auto load = [](const float* p) { return SW == 1 ? V::load(p) : V::load_even(p); };
-    int64_t ow = 0;
-    auto masked_vector = [&](int64_t ow) {
-      const int lanes = static_cast<int>(std::min<int64_t>(N, s.out_w - ow));
-      reg acc = bias;
-#pragma GCC unroll 25
-      for (int i = 0; i < KH; ++i) {
-        if (i < ki.lo || i >= ki.hi) continue;
-        const float* row = xc + (ih0 + i * s.dilation_h) * s.x_hs;
-#pragma GCC unroll 25
-        for (int j = 0; j < KW; ++j) {
-          // Lanes l with 0 <= (ow + l) * SW - pad_left + j * dw < in_w.
-          const int64_t first = ow * SW - s.pad_left + j * dw;  // input column of lane 0
-          const int64_t lo = first >= 0 ? 0 : (-first + SW - 1) / SW;
-          const int64_t hi = first >= s.in_w ? 0 : std::min<int64_t>(lanes, (s.in_w - 1 - first) / SW + 1);
-          if (lo >= hi) continue;
-          const auto m = V::mask_range(static_cast<int>(lo), static_cast<int>(hi));
-          const float* p = row + first;  // lanes outside [lo, hi) are not read
-          acc = V::fma(SW == 1 ? V::load(p, m) : V::gather(p, SW, m), taps[i * KW + j], acc);
-        }
-      }
-      const auto m = V::mask(lanes);
-      V::store(out + ow, activate<V>(s.activation, acc), m);
-    };
-    const bool full_rows = ki.lo == 0 && ki.hi == KH;
-    if (!full_rows) fast = {s.out_w, s.out_w};
-    for (; ow < fast.lo; ow += N) masked_vector(ow);
-    if (ow < fast.hi) {
-      for (; ow + 2 * N <= fast.hi; ow += 2 * N) {
-        const float* base = xc + ih0 * s.x_hs + ow * SW - s.pad_left;
-        reg acc0 = bias, acc1 = bias;
-#pragma GCC unroll 25
-        for (int t = 0; t < KH * KW; ++t) {
-          const float* p = base + (t / KW) * s.dilation_h * s.x_hs + (t % KW) * dw;
-          acc0 = V::fma(load(p), taps[t], acc0);
-          acc1 = V::fma(load(p + N * SW), taps[t], acc1);
-        }
-        V::store(out + ow, activate<V>(s.activation, acc0));
-        V::store(out + ow + N, activate<V>(s.activation, acc1));
-      }
-      for (; ow + N <= fast.hi; ow += N) {
-        const float* base = xc + ih0 * s.x_hs + ow * SW - s.pad_left;
-        reg acc = bias;
-#pragma GCC unroll 25
-        for (int t = 0; t < KH * KW; ++t) {
-          acc = V::fma(load(base + (t / KW) * s.dilation_h * s.x_hs + (t % KW) * dw), taps[t], acc);
-        }
-        V::store(out + ow, activate<V>(s.activation, acc));
-      }
-    }
-    for (; ow < s.out_w; ow += N) masked_vector(ow);
-  }
-
-  // Columns [lo, hi) where full vectors may start without masks: multiples of N from the
-  // first interior column, and every lane's window (plus, for stride 2, the odd element
-  // load_even also reads) inside the row. Vectors start at lo + k*N.
-  template <int KW, int SW>
-  static TapRange nchw_fast_columns(const DwShape& s) {
-    const TapRange inner = interior_columns(s);
-    const int64_t read_span = SW == 1 ? N : 2 * N;  // elements one vector load reads
-    const int64_t last = s.in_w - read_span - (KW - 1) * s.dilation_w + s.pad_left;  // max ow*SW
-    if (last < 0 || inner.lo >= inner.hi) return {0, 0};
-    const int64_t hi = std::min(inner.hi, last / SW + N);  // end of the last full vector
-    // Align the fast region to start on a multiple of N so border vectors tile the rest.
-    const int64_t lo = (inner.lo + N - 1) / N * N;
-    return lo + N <= hi ? TapRange{lo, lo + (hi - lo) / N * N} : TapRange{0, 0};
-  }
-
+  // Fixed kernel size and column stride, in the manner of ncnn: the input rows a call
+  // needs are copied, one channel at a time, into a zero-padded per-thread buffer, so every
+  // output vector runs the same unmasked loop (taps broadcast into registers, two output
+  // vectors in flight); only the last partial vector of a row stores with a mask. The copy
+  // is one read and write per input element, against KH*KW FMAs per output element.
   template <int KH, int KW, int SW>
   static void forward_nchw_fixed(const DwShape& s, const float* x, const float* w, const float* bias,
                                  float* y, int64_t oh_begin, int64_t oh_end) {
-    const TapRange fast = nchw_fast_columns<KW, SW>(s);
+    static_assert(SW == 1 || SW == 2, "stride 1 or 2");
+    const int64_t dh = s.dilation_h, dw = s.dilation_w;
+    const int64_t row0 = oh_begin * s.stride_h - s.pad_top;  // first input row needed
+    const int64_t rows = (oh_end - 1 - oh_begin) * s.stride_h + (KH - 1) * dh + 1;
+    const int64_t out_w_vec = (s.out_w + N - 1) / N * N;
+    // Buffer column b holds input column b - pad_left; reads reach column
+    // (out_w_vec - 1) * SW + (KW - 1) * dw plus the odd lane load_even also reads.
+    const int64_t width = out_w_vec * SW + (KW - 1) * dw + SW;
+    thread_local std::vector<float> buffer_storage;
+    buffer_storage.resize(static_cast<size_t>(rows * width));
+    float* const buffer = buffer_storage.data();
+    auto load = [](const float* p) { return SW == 1 ? V::load(p) : V::load_even(p); };
+    int64_t buffered_channel = -1;
     for (int64_t oc = 0; oc < s.out_channels(); ++oc) {
+      const int64_t c = oc / s.multiplier;
+      if (c != buffered_channel) {  // pad this input channel's rows into the buffer
+        const float* xc = x + c * s.x_cs;
+        for (int64_t r = 0; r < rows; ++r) {
+          float* dst = buffer + r * width;
+          const int64_t ih = row0 + r;
+          const int64_t lead = std::min(width, s.pad_left);
+          const int64_t copy = ih < 0 || ih >= s.in_h ? 0 : std::min(s.in_w, width - lead);
+          std::fill(dst, dst + lead, 0.f);
+          if (copy > 0) std::copy(xc + ih * s.x_hs, xc + ih * s.x_hs + copy, dst + lead);
+          std::fill(dst + lead + std::max<int64_t>(copy, 0), dst + width, 0.f);
+        }
+        buffered_channel = c;
+      }
       reg taps[KH * KW];
       for (int t = 0; t < KH * KW; ++t) taps[t] = V::set1(w[oc * KH * KW + t]);
       const reg b = V::set1(bias ? bias[oc] : 0.f);
-      const float* xc = x + (oc / s.multiplier) * s.x_cs;
       for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
-        nchw_row<KH, KW, SW>(s, xc, taps, b, y + (oh - oh_begin) * s.y_hs + oc * s.y_cs, oh, fast);
+        const float* base = buffer + (oh - oh_begin) * s.stride_h * width;
+        float* out = y + (oh - oh_begin) * s.y_hs + oc * s.y_cs;
+        int64_t ow = 0;
+        for (; ow + 2 * N <= s.out_w; ow += 2 * N) {
+          reg acc0 = b, acc1 = b;
+#pragma GCC unroll 25
+          for (int t = 0; t < KH * KW; ++t) {
+            const float* p = base + (t / KW) * dh * width + ow * SW + (t % KW) * dw;
+            acc0 = V::fma(load(p), taps[t], acc0);
+            acc1 = V::fma(load(p + N * SW), taps[t], acc1);
+          }
+          V::store(out + ow, activate<V>(s.activation, acc0));
+          V::store(out + ow + N, activate<V>(s.activation, acc1));
+        }
+        for (; ow < s.out_w; ow += N) {
+          reg acc = b;
+#pragma GCC unroll 25
+          for (int t = 0; t < KH * KW; ++t) {
+            acc = V::fma(load(base + (t / KW) * dh * width + ow * SW + (t % KW) * dw), taps[t], acc);
+          }
+          acc = activate<V>(s.activation, acc);
+          if (ow + N <= s.out_w) {
+            V::store(out + ow, acc);
+          } else {
+            V::store(out + ow, acc, V::mask(static_cast<int>(s.out_w - ow)));
+          }
+        }
       }
     }
   }

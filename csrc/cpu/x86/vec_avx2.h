@@ -21,13 +21,6 @@ struct Avx2 {
     return {_mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes)};
   }
 
-  // Lanes [lo, hi) set.
-  static Mask mask_range(int lo, int hi) {
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return {_mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(lo), lanes),
-                                _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), lanes))};
-  }
-
   static reg zero() { return _mm256_setzero_ps(); }
   static reg set1(float v) { return _mm256_set1_ps(v); }
   static reg load(const float* p) { return _mm256_loadu_ps(p); }

@@ -20,11 +20,6 @@ struct Avx512 {
     return {static_cast<__mmask16>(n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1u)};
   }
 
-  // Lanes [lo, hi) set.
-  static Mask mask_range(int lo, int hi) {
-    return {static_cast<__mmask16>(mask(hi).m & static_cast<__mmask16>(~mask(lo).m))};
-  }
-
   static reg zero() { return _mm512_setzero_ps(); }
   static reg set1(float v) { return _mm512_set1_ps(v); }
   static reg load(const float* p) { return _mm512_loadu_ps(p); }
