@@ -182,3 +182,32 @@ def test_gradient_penalty_matches_aten(op):
     for g, e in zip(got, expected):
         assert g is not None and g.abs().max() > 0
         torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-10)
+
+
+# ---- first-order gradient for a subset of inputs, then a second backward to the rest ----
+# (regression: the recomputed pre-activation inside backward once saved only what that
+# first pass needed, so the second pass found its inputs missing)
+
+@pytest.mark.parametrize("activation", ["hardswish", "relu6", None])
+@pytest.mark.parametrize("op", ["pointwise", "separable"])
+def test_second_backward_reaches_inputs_the_first_skipped(op, activation):
+    x = randn(3, 1, 6, 5, 5)
+    ws = [randn(4, 6, 1, 1, 1), randn(5, 4, 6, 1, 1)]
+    act = F.hardswish if activation == "hardswish" else F.relu6 if activation == "relu6" else (lambda t: t)
+    if op == "pointwise":
+        ours = lambda x, w: dse.pointwise(x, w[1], activation=activation)  # noqa: E731
+        ref = lambda x, w: act(F.conv2d(x, w[1]))  # noqa: E731
+    else:
+        ours = lambda x, w: dse.separable(x, w[0], w[1], padding=1, dw_activation="relu",  # noqa: E731
+                                          pw_activation=activation)
+        ref = lambda x, w: act(F.conv2d(F.relu(F.conv2d(x, w[0], padding=1, groups=6)), w[1]))  # noqa: E731
+
+    def run(conv):
+        xs = x.clone().requires_grad_()
+        wl = [w.clone().requires_grad_() for w in ws]
+        (gx,) = torch.autograd.grad(conv(xs, wl).square().sum(), xs, create_graph=True)
+        gx.square().sum().backward()
+        return [w.grad if w.grad is not None else torch.zeros_like(w) for w in wl]
+
+    for got, expected in zip(run(ours), run(ref)):
+        torch.testing.assert_close(got, expected)

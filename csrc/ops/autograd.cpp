@@ -1,0 +1,317 @@
+// Autograd for the three forward ops, registered in C++: under torch.no_grad() with
+// nn.Parameter weights (the usual model.eval() setup) the Autograd kernel still runs on
+// every call, and a Python-registered one costs ~10 us per call there, more than the
+// compute of the 7x7 / 14x14 layers. The formulas match the backward ops' definitions:
+// activations are differentiated from the op's output where it fixes the slope (relu,
+// relu6) and from the recomputed pre-activation otherwise (hardswish); only what the
+// requested gradients need is saved. The backward ops called here have autograd of their
+// own (dsconv_ext/_autograd.py), so double backward works through these too.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include "checks.h"
+
+namespace dsconv::ops {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using OptTensor = std::optional<at::Tensor>;
+using OptString = std::optional<c10::string_view>;
+
+// Typed handles of the ops, through the dispatcher (so autograd records them when
+// backward itself is differentiated).
+using DepthwiseSig = at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&,
+                                at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, OptString);
+using DwGradSig = at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef,
+                             at::IntArrayRef, at::IntArrayRef, at::IntArrayRef);
+using PointwiseSig = at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, OptString);
+using PwGradSig = at::Tensor(const at::Tensor&, const at::Tensor&);
+using SeparableSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                const OptTensor&, const OptTensor&, at::IntArrayRef,
+                                at::IntArrayRef, at::IntArrayRef, OptString, OptString);
+
+template <typename Sig>
+c10::TypedOperatorHandle<Sig> op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
+}
+
+struct Ops {
+  c10::TypedOperatorHandle<DepthwiseSig> depthwise = op<DepthwiseSig>("dsconv::depthwise");
+  c10::TypedOperatorHandle<DwGradSig> dw_grad_input = op<DwGradSig>("dsconv::depthwise_backward_input");
+  c10::TypedOperatorHandle<DwGradSig> dw_grad_weight = op<DwGradSig>("dsconv::depthwise_backward_weight");
+  c10::TypedOperatorHandle<PointwiseSig> pointwise = op<PointwiseSig>("dsconv::pointwise");
+  c10::TypedOperatorHandle<PwGradSig> pw_grad_input = op<PwGradSig>("dsconv::pointwise_backward_input");
+  c10::TypedOperatorHandle<PwGradSig> pw_grad_weight = op<PwGradSig>("dsconv::pointwise_backward_weight");
+  c10::TypedOperatorHandle<SeparableSig> separable = op<SeparableSig>("dsconv::separable");
+
+  static const Ops& get() {  // after load: the schemas are registered by then
+    static const Ops ops;
+    return ops;
+  }
+};
+
+bool needs_preactivation(Activation act) { return act == Activation::hardswish; }
+bool slope_from_output(Activation act) { return act == Activation::relu || act == Activation::relu6; }
+
+// dL/d(pre-activation) from dL/d(output).
+template <typename Recompute>
+at::Tensor activation_backward(const at::Tensor& grad, Activation act, const at::Tensor& output,
+                               const Recompute& preactivation) {
+  switch (act) {
+    case Activation::none:
+      return grad;
+    case Activation::relu:
+      return at::threshold_backward(grad, output, 0);
+    case Activation::relu6:
+      return at::hardtanh_backward(grad, output, 0, 6);
+    case Activation::hardswish:
+      return at::hardswish_backward(grad, preactivation());
+  }
+  return grad;
+}
+
+at::Tensor bias_grad(const at::Tensor& g) { return g.sum({0, 2, 3}); }
+
+OptString activation_arg(const std::string& name) {
+  return name.empty() ? OptString() : OptString(c10::string_view(name));
+}
+
+std::string activation_name(const OptString& a) { return a ? std::string(a->data(), a->size()) : ""; }
+
+// Geometry arguments kept for backward.
+void save_geometry(AutogradContext* ctx, at::IntArrayRef stride, at::IntArrayRef padding,
+                   at::IntArrayRef dilation) {
+  ctx->saved_data["stride"] = stride.vec();
+  ctx->saved_data["padding"] = padding.vec();
+  ctx->saved_data["dilation"] = dilation.vec();
+}
+
+struct Geometry3 {
+  std::vector<int64_t> stride, padding, dilation;
+};
+Geometry3 load_geometry(AutogradContext* ctx) {
+  return {ctx->saved_data["stride"].toIntVector(), ctx->saved_data["padding"].toIntVector(),
+          ctx->saved_data["dilation"].toIntVector()};
+}
+
+class DepthwiseFunction : public torch::autograd::Function<DepthwiseFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const OptTensor& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                            at::IntArrayRef dilation, OptString activation) {
+    const Activation act = check_activation(activation, "activation");
+    at::Tensor y = Ops::get().depthwise.call(x, weight, bias, stride, padding, dilation, activation);
+    const bool has_bias = bias.has_value() && bias->defined();
+    // From requires_grad, not ctx->needs_input_grad: inside a running backward pass the
+    // latter answers for that pass only, and a later (double) backward may need more.
+    const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
+    const bool need_b = has_bias && bias->requires_grad();
+    const bool recompute = needs_preactivation(act) && (need_x || need_w || need_b);
+    ctx->save_for_backward({need_w || recompute ? x : at::Tensor(),
+                            need_x || recompute ? weight : at::Tensor(),
+                            recompute && has_bias ? *bias : at::Tensor(),
+                            slope_from_output(act) ? y : at::Tensor()});
+    save_geometry(ctx, stride, padding, dilation);
+    ctx->saved_data["activation"] = activation_name(activation);
+    ctx->saved_data["has_bias"] = has_bias;
+    ctx->saved_data["input_size"] = x.sizes().vec();
+    ctx->saved_data["weight_size"] = weight.sizes().vec();
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &weight = saved[1], &bias = saved[2], &y = saved[3];
+    const Geometry3 geo = load_geometry(ctx);
+    const std::string act_name = ctx->saved_data["activation"].toStringRef();
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const at::Tensor g = activation_backward(
+        grads[0], check_activation(activation_arg(act_name), "activation"), y, [&] {
+          return Ops::get().depthwise.call(x, weight, bias.defined() ? OptTensor(bias) : OptTensor(),
+                                           geo.stride, geo.padding, geo.dilation, OptString());
+        });
+    at::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0)) {
+      gx = Ops::get().dw_grad_input.call(g, weight, ctx->saved_data["input_size"].toIntVector(),
+                                         geo.stride, geo.padding, geo.dilation);
+    }
+    if (ctx->needs_input_grad(1)) {
+      gw = Ops::get().dw_grad_weight.call(g, x, ctx->saved_data["weight_size"].toIntVector(),
+                                          geo.stride, geo.padding, geo.dilation);
+    }
+    if (has_bias && ctx->needs_input_grad(2)) gb = bias_grad(g);
+    return {gx, gw, gb, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+class PointwiseFunction : public torch::autograd::Function<PointwiseFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const OptTensor& bias, OptString activation) {
+    const Activation act = check_activation(activation, "activation");
+    at::Tensor y = Ops::get().pointwise.call(x, weight, bias, activation);
+    const bool has_bias = bias.has_value() && bias->defined();
+    // From requires_grad, not ctx->needs_input_grad: inside a running backward pass the
+    // latter answers for that pass only, and a later (double) backward may need more.
+    const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
+    const bool need_b = has_bias && bias->requires_grad();
+    const bool recompute = needs_preactivation(act) && (need_x || need_w || need_b);
+    ctx->save_for_backward({need_w || recompute ? x : at::Tensor(),
+                            need_x || recompute ? weight : at::Tensor(),
+                            recompute && has_bias ? *bias : at::Tensor(),
+                            slope_from_output(act) ? y : at::Tensor()});
+    ctx->saved_data["activation"] = activation_name(activation);
+    ctx->saved_data["has_bias"] = has_bias;
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &weight = saved[1], &bias = saved[2], &y = saved[3];
+    const std::string act_name = ctx->saved_data["activation"].toStringRef();
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const at::Tensor g = activation_backward(
+        grads[0], check_activation(activation_arg(act_name), "activation"), y, [&] {
+          return Ops::get().pointwise.call(x, weight, bias.defined() ? OptTensor(bias) : OptTensor(),
+                                           OptString());
+        });
+    at::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0)) gx = Ops::get().pw_grad_input.call(g, weight);
+    if (ctx->needs_input_grad(1)) gw = Ops::get().pw_grad_weight.call(g, x);
+    if (has_bias && ctx->needs_input_grad(2)) gb = bias_grad(g);
+    return {gx, gw, gb, at::Tensor()};
+  }
+};
+
+// Backward recomputes the depthwise stage (the forward never materializes it), then
+// chains the pointwise and depthwise backward passes.
+class SeparableFunction : public torch::autograd::Function<SeparableFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& dw_weight,
+                            const at::Tensor& pw_weight, const OptTensor& dw_bias,
+                            const OptTensor& pw_bias, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation,
+                            OptString dw_activation, OptString pw_activation) {
+    check_activation(dw_activation, "dw_activation");
+    const Activation pw_act = check_activation(pw_activation, "pw_activation");
+    at::Tensor y = Ops::get().separable.call(x, dw_weight, pw_weight, dw_bias, pw_bias, stride,
+                                             padding, dilation, dw_activation, pw_activation);
+    const bool has_dw_bias = dw_bias.has_value() && dw_bias->defined();
+    const bool has_pw_bias = pw_bias.has_value() && pw_bias->defined();
+    ctx->save_for_backward({x, dw_weight, pw_weight, has_dw_bias ? *dw_bias : at::Tensor(),
+                            has_pw_bias ? *pw_bias : at::Tensor(),
+                            slope_from_output(pw_act) ? y : at::Tensor()});
+    save_geometry(ctx, stride, padding, dilation);
+    ctx->saved_data["dw_activation"] = activation_name(dw_activation);
+    ctx->saved_data["pw_activation"] = activation_name(pw_activation);
+    ctx->saved_data["input_size"] = x.sizes().vec();
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &dw_weight = saved[1], &pw_weight = saved[2];
+    const OptTensor dw_bias = saved[3].defined() ? OptTensor(saved[3]) : OptTensor();
+    const OptTensor pw_bias = saved[4].defined() ? OptTensor(saved[4]) : OptTensor();
+    const at::Tensor& y = saved[5];
+    const Geometry3 geo = load_geometry(ctx);
+    const std::string dw_name = ctx->saved_data["dw_activation"].toStringRef();
+    const std::string pw_name = ctx->saved_data["pw_activation"].toStringRef();
+    const Activation dw_act = check_activation(activation_arg(dw_name), "dw_activation");
+    const Activation pw_act = check_activation(activation_arg(pw_name), "pw_activation");
+    // Edge indices: x, dw_weight, pw_weight, then each bias that was given.
+    const size_t dw_bias_edge = 3, pw_bias_edge = dw_bias ? 4 : 3;
+    const bool need_x = ctx->needs_input_grad(0), need_dw_w = ctx->needs_input_grad(1);
+    const bool need_pw_w = ctx->needs_input_grad(2);
+    const bool need_dw_b = dw_bias && ctx->needs_input_grad(dw_bias_edge);
+    const bool need_pw_b = pw_bias && ctx->needs_input_grad(pw_bias_edge);
+    const auto& ops = Ops::get();
+
+    const at::Tensor mid = ops.depthwise.call(x, dw_weight, dw_bias, geo.stride, geo.padding,
+                                              geo.dilation, activation_arg(dw_name));
+    const at::Tensor g_pw = activation_backward(grads[0], pw_act, y, [&] {
+      return ops.pointwise.call(mid, pw_weight, pw_bias, OptString());
+    });
+    at::Tensor gx, g_dw_w, g_pw_w, g_dw_b, g_pw_b;
+    if (need_pw_w) g_pw_w = ops.pw_grad_weight.call(g_pw, mid);
+    if (need_pw_b) g_pw_b = bias_grad(g_pw);
+    if (need_x || need_dw_w || need_dw_b) {
+      const at::Tensor g_mid = ops.pw_grad_input.call(g_pw, pw_weight);
+      const at::Tensor g_dw = activation_backward(g_mid, dw_act, mid, [&] {
+        return ops.depthwise.call(x, dw_weight, dw_bias, geo.stride, geo.padding, geo.dilation,
+                                  OptString());
+      });
+      if (need_x) {
+        gx = ops.dw_grad_input.call(g_dw, dw_weight, ctx->saved_data["input_size"].toIntVector(),
+                                    geo.stride, geo.padding, geo.dilation);
+      }
+      if (need_dw_w) {
+        g_dw_w = ops.dw_grad_weight.call(g_dw, x, dw_weight.sizes(), geo.stride, geo.padding,
+                                         geo.dilation);
+      }
+      if (need_dw_b) g_dw_b = bias_grad(g_dw);
+    }
+    return {gx, g_dw_w, g_pw_w, g_dw_b, g_pw_b, at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor()};
+  }
+};
+
+// Whether a call must build a graph node. If not (no_grad, or no input requires grad),
+// the op runs below autograd directly: that is the inference path and it should cost
+// nothing extra. (A custom Function's context only knows its inputs' edges when it is
+// recording, so this check also has to come first.)
+bool records(std::initializer_list<const OptTensor*> tensors) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const OptTensor* t : tensors) {
+    if (t->has_value() && (*t)->defined() && (*t)->requires_grad()) return true;
+  }
+  return false;
+}
+
+at::Tensor depthwise_autograd(const at::Tensor& x, const at::Tensor& weight, const OptTensor& bias,
+                              at::IntArrayRef stride, at::IntArrayRef padding,
+                              at::IntArrayRef dilation, OptString activation) {
+  const OptTensor x_ = x, w_ = weight;
+  if (!records({&x_, &w_, &bias})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return Ops::get().depthwise.call(x, weight, bias, stride, padding, dilation, activation);
+  }
+  return DepthwiseFunction::apply(x, weight, bias, stride, padding, dilation, activation);
+}
+
+at::Tensor pointwise_autograd(const at::Tensor& x, const at::Tensor& weight, const OptTensor& bias,
+                              OptString activation) {
+  const OptTensor x_ = x, w_ = weight;
+  if (!records({&x_, &w_, &bias})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return Ops::get().pointwise.call(x, weight, bias, activation);
+  }
+  return PointwiseFunction::apply(x, weight, bias, activation);
+}
+
+at::Tensor separable_autograd(const at::Tensor& x, const at::Tensor& dw_weight,
+                              const at::Tensor& pw_weight, const OptTensor& dw_bias,
+                              const OptTensor& pw_bias, at::IntArrayRef stride,
+                              at::IntArrayRef padding, at::IntArrayRef dilation,
+                              OptString dw_activation, OptString pw_activation) {
+  const OptTensor x_ = x, dw_ = dw_weight, pw_ = pw_weight;
+  if (!records({&x_, &dw_, &pw_, &dw_bias, &pw_bias})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return Ops::get().separable.call(x, dw_weight, pw_weight, dw_bias, pw_bias, stride, padding,
+                                     dilation, dw_activation, pw_activation);
+  }
+  return SeparableFunction::apply(x, dw_weight, pw_weight, dw_bias, pw_bias, stride, padding,
+                                  dilation, dw_activation, pw_activation);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dsconv, Autograd, m) {
+  m.impl("depthwise", &depthwise_autograd);
+  m.impl("pointwise", &pointwise_autograd);
+  m.impl("separable", &separable_autograd);
+}
+
+}  // namespace dsconv::ops
