@@ -70,27 +70,56 @@ struct Depthwise {
   // (Keeping taps in registers across a row instead walks pixels C floats apart, which
   // for power-of-two C maps every load to a few L1 sets.)
 
-  // Accumulates `lanes` channels [c, c + V*NV) of one pixel; NV vectors in flight.
-  template <int TAPS, int NV, bool FULL>
-  static void nhwc_channels(int64_t taps_rt, const float* const* in, const float* w, int64_t C,
-                            const float* bias, float* out, int64_t c, Activation act,
-                            typename V::Mask m) {
+  // Channels [c, c + NV*N) of PX output pixels: each tap's weight vectors are loaded once
+  // and used for all PX pixels, so loads per FMA drop from 2 to (1 + PX) / PX.
+  // in[p * taps + t]: input pixel of tap t for pixel p; out[p]: output pixel p.
+  template <int TAPS, int PX, int NV, bool FULL>
+  static void nhwc_pixels(int64_t taps_rt, const float* const* in, const float* w, int64_t C,
+                          const float* bias, float* const* out, int64_t c, Activation act,
+                          typename V::Mask m) {
     const int64_t taps = TAPS > 0 ? TAPS : taps_rt;
     auto load = [m](const float* p) { return FULL ? V::load(p) : V::load(p, m); };
-    reg acc[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[v] = bias ? load(bias + c + v * N) : V::zero();
-#pragma GCC unroll 25
-    for (int64_t t = 0; t < taps; ++t) {
-      const float* xt = in[t] + c;
-      const float* wt = w + t * C + c;
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[v] = V::fma(load(xt + v * N), load(wt + v * N), acc[v]);
-    }
+    reg acc[PX][NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
-      const reg r = activate<V>(act, acc[v]);
-      FULL ? V::store(out + c + v * N, r) : V::store(out + c + v * N, r, m);
+      const reg b = bias ? load(bias + c + v * N) : V::zero();
+#pragma GCC unroll 4
+      for (int p = 0; p < PX; ++p) acc[p][v] = b;
+    }
+#pragma GCC unroll 25
+    for (int64_t t = 0; t < taps; ++t) {
+      reg wt[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) wt[v] = load(w + t * C + c + v * N);
+#pragma GCC unroll 4
+      for (int p = 0; p < PX; ++p) {
+        const float* xt = in[p * taps + t] + c;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[p][v] = V::fma(load(xt + v * N), wt[v], acc[p][v]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < PX; ++p) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const reg r = activate<V>(act, acc[p][v]);
+        FULL ? V::store(out[p] + c + v * N, r) : V::store(out[p] + c + v * N, r, m);
+      }
+    }
+  }
+
+  // All channels of PX output pixels.
+  template <int TAPS, int PX>
+  static void nhwc_pixel_group(int64_t taps, const float* const* in, const float* w, int64_t C,
+                               const float* bias, float* const* out, Activation act) {
+    constexpr int NV = 2;
+    int64_t c = 0;
+    for (; c + NV * N <= C; c += NV * N) {
+      nhwc_pixels<TAPS, PX, NV, true>(taps, in, w, C, bias, out, c, act, V::mask(N));
+    }
+    for (; c + N <= C; c += N) nhwc_pixels<TAPS, PX, 1, true>(taps, in, w, C, bias, out, c, act, V::mask(N));
+    if (c < C) {
+      nhwc_pixels<TAPS, PX, 1, false>(taps, in, w, C, bias, out, c, act, V::mask(static_cast<int>(C - c)));
     }
   }
 
@@ -181,17 +210,19 @@ struct Depthwise {
     // Per-thread scratch, reused across calls; plain pointers below (a thread_local in a
     // shared library costs a lookup per access).
     thread_local std::vector<float> zeros_buf;
+    constexpr int PX = 4;
     thread_local std::vector<const float*> in_buf;
     thread_local std::vector<int64_t> offset_buf;
     thread_local std::vector<TapRange> col_taps_buf;
     if (static_cast<int64_t>(zeros_buf.size()) < C) zeros_buf.assign(static_cast<size_t>(C), 0.f);
-    in_buf.resize(static_cast<size_t>(kh * kw));
+    in_buf.resize(static_cast<size_t>(PX * kh * kw));
     offset_buf.resize(static_cast<size_t>(kh * kw));
     col_taps_buf.resize(static_cast<size_t>(s.out_w));
     const float* const zeros = zeros_buf.data();
-    const float** const in = in_buf.data();
+    const float** const in = in_buf.data();         // [pixel in group][tap]
     int64_t* const offset = offset_buf.data();      // tap t's offset from the window's corner
     TapRange* const col_taps = col_taps_buf.data();  // valid tap columns of each output column
+    const int64_t taps = kh * kw;
     for (int64_t i = 0; i < kh; ++i) {
       for (int64_t j = 0; j < kw; ++j) offset[i * kw + j] = i * s.dilation_h * s.x_hs + j * s.dilation_w * s.x_ws;
     }
@@ -204,34 +235,36 @@ struct Depthwise {
       const int64_t ih0 = oh * s.stride_h - s.pad_top;
       const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, kh, s.in_h);
       const bool full_rows = ki.lo == 0 && ki.hi == kh;
-      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+      // Input addresses of every tap of pixel ow, outside taps pointing at the zero row.
+      auto gather_taps = [&](int64_t ow, const float** dst) {
         const int64_t iw0 = ow * s.stride_w - s.pad_left;
         if (full_rows && ow >= inner.lo && ow < inner.hi) {
           const float* corner = x + ih0 * s.x_hs + iw0 * s.x_ws;
-#pragma GCC unroll 25
-          for (int64_t t = 0; t < kh * kw; ++t) in[t] = corner + offset[t];
-        } else {
-          const TapRange kj = col_taps[ow];
-          for (int64_t i = 0; i < kh; ++i) {
-            for (int64_t j = 0; j < kw; ++j) {
-              const bool inside = i >= ki.lo && i < ki.hi && j >= kj.lo && j < kj.hi;
-              in[i * kw + j] = inside ? x + (ih0 + i * s.dilation_h) * s.x_hs + (iw0 + j * s.dilation_w) * s.x_ws
-                                      : zeros;
-            }
+          for (int64_t t = 0; t < taps; ++t) dst[t] = corner + offset[t];
+          return;
+        }
+        const TapRange kj = col_taps[ow];
+        for (int64_t i = 0; i < kh; ++i) {
+          for (int64_t j = 0; j < kw; ++j) {
+            const bool inside = i >= ki.lo && i < ki.hi && j >= kj.lo && j < kj.hi;
+            dst[i * kw + j] = inside ? x + (ih0 + i * s.dilation_h) * s.x_hs + (iw0 + j * s.dilation_w) * s.x_ws
+                                     : zeros;
           }
         }
-        float* out = y_row + ow * s.y_ws;
-        int64_t c = 0;
-        for (; c + 4 * N <= C; c += 4 * N) {
-          nhwc_channels<TAPS, 4, true>(kh * kw, in, w, C, bias, out, c, s.activation, V::mask(N));
+      };
+      int64_t ow = 0;
+      for (; ow + PX <= s.out_w; ow += PX) {
+        float* out[PX];
+        for (int p = 0; p < PX; ++p) {
+          gather_taps(ow + p, in + p * taps);
+          out[p] = y_row + (ow + p) * s.y_ws;
         }
-        for (; c + N <= C; c += N) {
-          nhwc_channels<TAPS, 1, true>(kh * kw, in, w, C, bias, out, c, s.activation, V::mask(N));
-        }
-        if (c < C) {
-          nhwc_channels<TAPS, 1, false>(kh * kw, in, w, C, bias, out, c, s.activation,
-                                        V::mask(static_cast<int>(C - c)));
-        }
+        nhwc_pixel_group<TAPS, PX>(taps, in, w, C, bias, out, s.activation);
+      }
+      for (; ow < s.out_w; ++ow) {
+        float* out[1] = {y_row + ow * s.y_ws};
+        gather_taps(ow, in);
+        nhwc_pixel_group<TAPS, 1>(taps, in, w, C, bias, out, s.activation);
       }
     }
   }
