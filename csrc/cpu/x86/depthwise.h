@@ -45,7 +45,7 @@ static inline TapRange interior_columns(const DwShape& s) {
 
 // NHWC rows whose pixels are at most this many bytes apart run row by row per channel
 // vector (taps in registers); wider pixels run pixel by pixel with channels innermost.
-constexpr int64_t kSmallChannelBytes = 256;
+constexpr int64_t kSmallChannelBytes = 96;
 
 template <class V>
 struct Depthwise {
