@@ -279,11 +279,24 @@ struct Depthwise {
     return V::gather(p, SW > 0 ? SW : sw);
   }
 
+  // Copies n floats (vector loads and stores; rows here are short, a memcpy call per row
+  // would cost more than the copy).
+  static void copy_floats(const float* src, float* dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + N <= n; i += N) V::store(dst + i, V::load(src + i));
+    if (i < n) {
+      const auto m = V::mask(static_cast<int>(n - i));
+      V::store(dst + i, V::load(src + i, m), m);
+    }
+  }
+
   // Fixed kernel size and column stride, in the manner of ncnn: the input rows a call
   // needs are copied, one channel at a time, into a zero-padded per-thread buffer, so every
   // output vector runs the same unmasked loop (taps broadcast into registers, two output
-  // vectors in flight); only the last partial vector of a row stores with a mask. The copy
-  // is one read and write per input element, against KH*KW FMAs per output element.
+  // vectors in flight); only the last partial vector of a row stores with a mask. For
+  // stride 2 each buffered row is split into its even and odd columns, so every tap reads
+  // one contiguous vector instead of deinterleaving two. The copy is one read and write per
+  // input element, against KH*KW FMAs per output element.
   template <int KH, int KW, int SW>
   static void forward_nchw_fixed(const DwShape& s, const float* x, const float* w, const float* bias,
                                  float* y, int64_t oh_begin, int64_t oh_end) {
@@ -292,26 +305,46 @@ struct Depthwise {
     const int64_t row0 = oh_begin * s.stride_h - s.pad_top;  // first input row needed
     const int64_t rows = (oh_end - 1 - oh_begin) * s.stride_h + (KH - 1) * dh + 1;
     const int64_t out_w_vec = (s.out_w + N - 1) / N * N;
-    // Buffer column b holds input column b - pad_left; reads reach column
-    // (out_w_vec - 1) * SW + (KW - 1) * dw plus the odd lane load_even also reads.
-    const int64_t width = out_w_vec * SW + (KW - 1) * dw + SW;
-    thread_local std::vector<float> buffer_storage;
+    // A padded row: column b holds input column b - pad_left. Stride 1 keeps it as is;
+    // stride 2 stores column b at (b % 2) * plane + b / 2. Output vector ow, tap j reads
+    // padded columns ow*SW + j*dw onward.
+    const int64_t span = out_w_vec * SW + (KW - 1) * dw;  // padded columns read
+    // Stride 2 splits rows 2N columns at a time (load_even of the row and of the row
+    // shifted by one), so both the staging row and the planes are rounded up to that.
+    const int64_t split_span = (span + 2 * N - 1) / (2 * N) * (2 * N);
+    const int64_t plane = split_span / 2;
+    const int64_t width = SW == 1 ? span : 2 * plane;
+    thread_local std::vector<float> buffer_storage, row_storage;
     buffer_storage.resize(static_cast<size_t>(rows * width));
+    if (SW == 2) row_storage.assign(static_cast<size_t>(split_span + 2 * N), 0.f);
     float* const buffer = buffer_storage.data();
-    auto load = [](const float* p) { return SW == 1 ? V::load(p) : V::load_even(p); };
+    float* const padded_row = row_storage.data();
+    // Where tap column j of output vector ow starts in a buffered row.
+    auto tap_column = [&](int64_t ow, int64_t j) {
+      const int64_t col = j * dw;
+      return SW == 1 ? ow + col : (col % 2) * plane + ow + col / 2;
+    };
     int64_t buffered_channel = -1;
     for (int64_t oc = 0; oc < s.out_channels(); ++oc) {
       const int64_t c = oc / s.multiplier;
       if (c != buffered_channel) {  // pad this input channel's rows into the buffer
         const float* xc = x + c * s.x_cs;
         for (int64_t r = 0; r < rows; ++r) {
-          float* dst = buffer + r * width;
+          float* dst = SW == 1 ? buffer + r * width : padded_row;
           const int64_t ih = row0 + r;
-          const int64_t lead = std::min(width, s.pad_left);
-          const int64_t copy = ih < 0 || ih >= s.in_h ? 0 : std::min(s.in_w, width - lead);
+          const int64_t lead = std::min(span, s.pad_left);
+          const int64_t copy = ih < 0 || ih >= s.in_h ? 0 : std::min(s.in_w, span - lead);
           std::fill(dst, dst + lead, 0.f);
-          if (copy > 0) std::copy(xc + ih * s.x_hs, xc + ih * s.x_hs + copy, dst + lead);
-          std::fill(dst + lead + std::max<int64_t>(copy, 0), dst + width, 0.f);
+          copy_floats(xc + ih * s.x_hs, dst + lead, copy);
+          std::fill(dst + lead + copy, dst + span, 0.f);
+          if (SW == 2) {
+            float* even = buffer + r * width;
+            float* odd = even + plane;
+            for (int64_t b = 0; b < split_span; b += 2 * N) {
+              V::store(even + b / 2, V::load_even(padded_row + b));
+              V::store(odd + b / 2, V::load_even(padded_row + b + 1));
+            }
+          }
         }
         buffered_channel = c;
       }
@@ -326,9 +359,9 @@ struct Depthwise {
           reg acc0 = b, acc1 = b;
 #pragma GCC unroll 25
           for (int t = 0; t < KH * KW; ++t) {
-            const float* p = base + (t / KW) * dh * width + ow * SW + (t % KW) * dw;
-            acc0 = V::fma(load(p), taps[t], acc0);
-            acc1 = V::fma(load(p + N * SW), taps[t], acc1);
+            const float* p = base + (t / KW) * dh * width + tap_column(ow, t % KW);
+            acc0 = V::fma(V::load(p), taps[t], acc0);
+            acc1 = V::fma(V::load(p + N), taps[t], acc1);
           }
           V::store(out + ow, activate<V>(s.activation, acc0));
           V::store(out + ow + N, activate<V>(s.activation, acc1));
@@ -337,7 +370,7 @@ struct Depthwise {
           reg acc = b;
 #pragma GCC unroll 25
           for (int t = 0; t < KH * KW; ++t) {
-            acc = V::fma(load(base + (t / KW) * dh * width + ow * SW + (t % KW) * dw), taps[t], acc);
+            acc = V::fma(V::load(base + (t / KW) * dh * width + tap_column(ow, t % KW)), taps[t], acc);
           }
           acc = activate<V>(s.activation, acc);
           if (ow + N <= s.out_w) {
