@@ -17,7 +17,6 @@ enum class Op : int {
   dw_backward_input,
   dw_backward_weight,
   pw_forward,
-  pw_backward_input,
   pw_backward_weight,
 };
 

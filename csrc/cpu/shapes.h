@@ -56,9 +56,6 @@ struct KernelTypes {
   // weight is contiguous [out_channels, in_channels].
   using PwForward = void (*)(const PwShape&, const T* x, const T* weight, const T* bias, T* y,
                              int64_t npix);
-  // gx = weight^T . gy over npix pixels; gy and gx point at the first of them.
-  using PwBackwardInput = void (*)(const PwShape&, const T* gy, const T* weight, T* gx,
-                                   int64_t npix);
   // Rows [oc_begin, oc_end) of gw = sum over batch and pixels of gy . x^T; gw points at row
   // oc_begin of a contiguous [out_channels, in_channels] buffer.
   using PwBackwardWeight = void (*)(const PwShape&, const T* gy, const T* x, T* gw,

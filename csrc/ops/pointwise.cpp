@@ -14,14 +14,10 @@
 namespace dsconv::ops {
 namespace {
 
-at::Tensor pointwise_cpu(const at::Tensor& x, const at::Tensor& weight,
-                         const std::optional<at::Tensor>& bias,
-                         std::optional<c10::string_view> activation) {
-  clear_kernel_record();
-  const Activation act = check_activation(activation, "activation");
-  check_input(x, "x");
-  check_pw_weight(weight, "weight", x.size(1), x, "x");
-  check_bias(bias, "bias", weight.size(0), x, "x");
+// y = act(W . x + b) for checked arguments: the GEMM kernel dispatch selects, weights
+// packed (and cached) as it asks.
+at::Tensor pointwise_forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                             Activation act) {
   const Layout layout = layout_of(x);
   const PwShape s = make_pw_shape(x.size(0), x.size(1), weight.size(0), x.size(2), x.size(3), act,
                                   layout);
@@ -30,7 +26,7 @@ at::Tensor pointwise_cpu(const at::Tensor& x, const at::Tensor& weight,
   if (y.numel() == 0) return y;
   const at::Tensor xc = x.contiguous(memory_format(layout));
   const at::Tensor w = weight.contiguous();
-  const at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
+  const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::pointwise", [&] {
     const KernelEntry* entry = select_kernel(pw_query(Op::pw_forward, dtype_of<scalar_t>(), s));
     const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::PwForward>(entry);
@@ -47,6 +43,19 @@ at::Tensor pointwise_cpu(const at::Tensor& x, const at::Tensor& weight,
   return y;
 }
 
+at::Tensor pointwise_cpu(const at::Tensor& x, const at::Tensor& weight,
+                         const std::optional<at::Tensor>& bias,
+                         std::optional<c10::string_view> activation) {
+  clear_kernel_record();
+  const Activation act = check_activation(activation, "activation");
+  check_input(x, "x");
+  check_pw_weight(weight, "weight", x.size(1), x, "x");
+  check_bias(bias, "bias", weight.size(0), x, "x");
+  return pointwise_forward(x, weight, bias.has_value() && bias->defined() ? *bias : at::Tensor(), act);
+}
+
+// gx = W^T . gy: the forward GEMM with the transposed weight (so it runs the same
+// vectorized kernels).
 at::Tensor pointwise_backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weight) {
   clear_kernel_record();
   check_input(grad_out, "grad_out");
@@ -54,26 +63,9 @@ at::Tensor pointwise_backward_input_cpu(const at::Tensor& grad_out, const at::Te
   check_pw_weight(weight, "weight", weight.size(1), grad_out, "grad_out");
   TORCH_CHECK(grad_out.size(1) == weight.size(0), "grad_out has ", grad_out.size(1),
               " channels but weight has C_out=", weight.size(0));
-  const Layout layout = layout_of(grad_out);
-  const PwShape s = make_pw_shape(grad_out.size(0), weight.size(1), weight.size(0),
-                                  grad_out.size(2), grad_out.size(3), Activation::none, layout);
-  at::Tensor gx = at::empty({s.batch, s.in_channels, grad_out.size(2), grad_out.size(3)},
-                            grad_out.options().memory_format(memory_format(layout)));
-  if (gx.numel() == 0) return gx;
-  const at::Tensor gy = grad_out.contiguous(memory_format(layout));
-  const at::Tensor w = weight.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "dsconv::pointwise_backward_input", [&] {
-    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::PwBackwardInput>(
-        select_kernel(pw_query(Op::pw_backward_input, dtype_of<scalar_t>(), s)));
-    const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
-    const scalar_t* wp = w.const_data_ptr<scalar_t>();
-    scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
-    parallel_per_image(s.batch, s.pixels, s.in_channels * s.out_channels,
-                       [&](int64_t n, int64_t p0, int64_t p1) {
-      kernel(s, gyp + n * s.y_ns + p0 * s.y_ps, wp, gxp + n * s.x_ns + p0 * s.x_ps, p1 - p0);
-    });
-  });
-  return gx;
+  const at::Tensor transposed =
+      weight.reshape({weight.size(0), weight.size(1)}).t().contiguous().view({weight.size(1), weight.size(0), 1, 1});
+  return pointwise_forward(grad_out, transposed, at::Tensor(), Activation::none);
 }
 
 at::Tensor pointwise_backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x) {

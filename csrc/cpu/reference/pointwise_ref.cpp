@@ -1,5 +1,6 @@
-// Scalar reference pointwise (1x1) convolution, a GEMM over pixels, and its backward
-// passes. Any pixel/channel strides; double accumulation.
+// Scalar reference pointwise (1x1) convolution, a GEMM over pixels, and its weight
+// gradient (the input gradient is the forward GEMM with the transposed weight). Any
+// pixel/channel strides; double accumulation.
 #include "../kernel_decls.h"
 
 namespace dsconv {
@@ -15,19 +16,6 @@ void pw_forward(const PwShape& s, const T* x, const T* w, const T* bias, T* y, i
         acc += double(x[ci * s.x_cs + p * s.x_ps]) * double(w_row[ci]);
       }
       y[co * s.y_cs + p * s.y_ps] = apply_activation(s.activation, T(acc));
-    }
-  }
-}
-
-template <typename T>
-void pw_backward_input(const PwShape& s, const T* gy, const T* w, T* gx, int64_t npix) {
-  for (int64_t p = 0; p < npix; ++p) {
-    for (int64_t ci = 0; ci < s.in_channels; ++ci) {
-      double acc = 0.0;
-      for (int64_t co = 0; co < s.out_channels; ++co) {
-        acc += double(gy[co * s.y_cs + p * s.y_ps]) * double(w[co * s.in_channels + ci]);
-      }
-      gx[ci * s.x_cs + p * s.x_ps] = T(acc);
     }
   }
 }
@@ -56,10 +44,6 @@ void pw_backward_weight(const PwShape& s, const T* gy, const T* x, T* gw, int64_
   void gemm_pw_any_##suffix##_scalar(const PwShape& s, const T* x, const T* w, const T* b,    \
                                      T* y, int64_t n) {                                       \
     pw_forward<T>(s, x, w, b, y, n);                                                          \
-  }                                                                                           \
-  void gemm_pw_bwd_input_any_##suffix##_scalar(const PwShape& s, const T* gy, const T* w,     \
-                                               T* gx, int64_t n) {                            \
-    pw_backward_input<T>(s, gy, w, gx, n);                                                    \
   }                                                                                           \
   void gemm_pw_bwd_weight_any_##suffix##_scalar(const PwShape& s, const T* gy, const T* x,    \
                                                 T* gw, int64_t c0, int64_t c1) {              \
