@@ -4,7 +4,10 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/ops/flip.h>
 #include <torch/library.h>
+
+#include <algorithm>
 
 #include "../cpu/dispatch.h"
 #include "checks.h"
@@ -35,14 +38,8 @@ DepthwiseCall prepare_depthwise(const at::Tensor& x, const at::Tensor& weight,
 
 namespace {
 
-at::Tensor depthwise_cpu(const at::Tensor& x, const at::Tensor& weight,
-                         const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                         at::IntArrayRef padding, at::IntArrayRef dilation,
-                         std::optional<c10::string_view> activation) {
-  clear_kernel_record();
-  const Activation act = check_activation(activation, "activation");
-  const DepthwiseCall call =
-      prepare_depthwise(x, weight, bias, "weight", "bias", stride, padding, dilation, act);
+// The forward computation of a prepared call: the kernel dispatch selects, over rows.
+at::Tensor depthwise_forward(const DepthwiseCall& call) {
   const DwShape& s = call.shape;
   at::Tensor y = at::empty({s.batch, s.out_channels(), s.out_h, s.out_w},
                            call.x.options().memory_format(memory_format(s.layout)));
@@ -63,6 +60,16 @@ at::Tensor depthwise_cpu(const at::Tensor& x, const at::Tensor& weight,
   return y;
 }
 
+at::Tensor depthwise_cpu(const at::Tensor& x, const at::Tensor& weight,
+                         const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation,
+                         std::optional<c10::string_view> activation) {
+  clear_kernel_record();
+  const Activation act = check_activation(activation, "activation");
+  return depthwise_forward(
+      prepare_depthwise(x, weight, bias, "weight", "bias", stride, padding, dilation, act));
+}
+
 // input_size is [N, C, H, W] of the forward input; grad_out is dL/dy (pre-activation).
 at::Tensor depthwise_backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weight,
                                         at::IntArrayRef input_size, at::IntArrayRef stride,
@@ -79,6 +86,18 @@ at::Tensor depthwise_backward_input_cpu(const at::Tensor& grad_out, const at::Te
                                     "weight", stride, padding, dilation);
   check_grad_out_shape(grad_out, {input_size[0], weight.size(0), g.out_h, g.out_w});
   const int64_t multiplier = channels == 0 ? 1 : weight.size(0) / channels;
+  // Stride 1, multiplier 1: the input gradient is a depthwise convolution of grad_out with
+  // the flipped kernel and the complementary padding, so it runs the forward kernels.
+  const int64_t span_h = g.dilation_h * (g.kernel_h - 1), span_w = g.dilation_w * (g.kernel_w - 1);
+  const std::vector<int64_t> flipped_padding{span_h - g.pad_top, span_h - g.pad_bottom,
+                                             span_w - g.pad_left, span_w - g.pad_right};
+  const bool as_forward = g.stride_h == 1 && g.stride_w == 1 && multiplier == 1 && channels > 0 &&
+                          *std::min_element(flipped_padding.begin(), flipped_padding.end()) >= 0;
+  if (as_forward) {
+    return depthwise_forward(prepare_depthwise(grad_out, weight.flip({2, 3}), std::nullopt, "weight",
+                                               "bias", {1, 1}, flipped_padding, dilation,
+                                               Activation::none));
+  }
   const Layout layout = layout_of(grad_out);
   const DwShape s = make_dw_shape(input_size[0], channels, multiplier, input_size[2],
                                   input_size[3], g, Activation::none, layout);
