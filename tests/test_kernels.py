@@ -23,7 +23,8 @@ GENERIC_KERNELS = ((2, 3), (3, 1), (7, 7))
 def registry_cases():
     supported = set(dse.supported_cpu_capabilities())
     for entry in dse._C.kernel_registry():
-        if entry["isa"] in supported and entry["op"] in ("dw_forward", "pw_forward"):
+        if entry["isa"] in supported and entry["op"] in ("dw_forward", "pw_forward",
+                                                         "pw_backward_weight"):
             yield pytest.param(entry, id=entry["name"])
 
 
@@ -87,6 +88,19 @@ def test_registered_kernel(entry, gen):
                               dilation=case["dilation"], activation=case["activation"])
                 check_forward("depthwise", [x, w, b], kwargs, dse.cpu_capability())
                 assert dse.last_kernels() == [entry["name"]], (case, dse.last_kernels())
+                checked += 1
+        elif entry["op"] == "pw_backward_weight":
+            for i, c, w_ in sweep():
+                co = (1, 5, 16, 17, 40)[i % 5]
+                x = with_layout(randn(gen, 1 + i % 3, c, HEIGHTS[i % 2], w_, dtype=dtype),
+                                ("nchw", "channels_last")[i % 2])
+                gy = randn(gen, x.shape[0], co, x.shape[2], x.shape[3], dtype=dtype)
+                gw = torch.ops.dsconv.pointwise_backward_weight(gy, x)
+                assert dse.last_kernels() == [entry["name"]], dse.last_kernels()
+                expected = torch.einsum("nohw,nihw->oi", gy.double(), x.double())[..., None, None]
+                terms = x.shape[0] * x.shape[2] * x.shape[3]
+                torch.testing.assert_close(gw.double(), expected, rtol=0,
+                                           atol=4 * terms * torch.finfo(dtype).eps * 16)
                 checked += 1
         else:
             for i, c, w_ in sweep():

@@ -82,7 +82,10 @@ at::Tensor pointwise_backward_weight_cpu(const at::Tensor& grad_out, const at::T
   if (grad_out.numel() == 0 || x.numel() == 0) {
     return at::zeros({out_channels, in_channels, 1, 1}, x.options());
   }
-  const Layout layout = layout_of(x);
+  // Computed in NHWC whatever the inputs' layout: it is a GEMM over pixels that wants
+  // each pixel's channels contiguous in both operands (the copy is linear in the inputs,
+  // the GEMM is not).
+  const Layout layout = Layout::nhwc;
   const PwShape s = make_pw_shape(x.size(0), in_channels, out_channels, x.size(2), x.size(3),
                                   Activation::none, layout);
   const at::Tensor xc = x.contiguous(memory_format(layout));

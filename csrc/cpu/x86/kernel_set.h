@@ -20,6 +20,10 @@
                                     const float* b, float* y, int64_t n) {                    \
     Gemm::forward_nhwc(s, x, w, b, y, n);                                                     \
   }                                                                                           \
+  void gemm_bwd_weight_##tile##_nhwc_f32_##isa(const PwShape& s, const float* gy, const float* x, \
+                                                float* gw, int64_t c0, int64_t c1) {          \
+    Gemm::backward_weight_nhwc(s, gy, x, gw, c0, c1);                                         \
+  }                                                                                           \
   void gemm_##tile##_nchw_f32_##isa(const PwShape& s, const float* x, const float* w,         \
                                     const float* b, float* y, int64_t n) {                    \
     Gemm::forward_nchw(s, x, w, b, y, n);                                                     \

@@ -84,6 +84,34 @@ struct Pointwise {
     }
   }
 
+  // Weight gradient rows [oc_begin, oc_end), NHWC (x_cs == y_cs == 1):
+  //   gw[co][ci] = sum over images n and pixels p of gy[n][p][co] * x[n][p][ci],
+  // a GEMM whose K runs over all pixels. Rows are output channels (broadcast from gy's
+  // pixel rows), columns input channels (vectors of x's pixel rows). K is blocked so a
+  // block of gy and x stays in L2 while every (row, column) tile of gw accumulates it.
+  static void backward_weight_nhwc(const PwShape& s, const float* gy, const float* x, float* gw,
+                                   int64_t oc_begin, int64_t oc_end) {
+    const int64_t cin = s.in_channels;
+    bool first = true;
+    for (int64_t n = 0; n < s.batch; ++n) {
+      for (int64_t p0 = 0; p0 < s.pixels; p0 += KC) {
+        const int64_t kc = std::min(KC, s.pixels - p0);
+        const float* gy_block = gy + n * s.y_ns + p0 * s.y_ps;
+        const float* x_block = x + n * s.x_ns + p0 * s.x_ps;
+        for (int64_t co = oc_begin; co < oc_end; co += MR) {
+          const int mr = static_cast<int>(std::min<int64_t>(MR, oc_end - co));
+          for (int64_t ci = 0; ci < cin; ci += NR) {
+            const int nr = static_cast<int>(std::min<int64_t>(NR, cin - ci));
+            gemm_tile<V, MR, NV>(mr, kc, gy_block + co, 1, s.y_ps, x_block + ci, s.x_ps, nr,
+                                 gw + (co - oc_begin) * cin + ci, cin, TileBias{}, !first,
+                                 Activation::none);
+          }
+        }
+        first = false;
+      }
+    }
+  }
+
   // x and y point at the first of npix pixels; x_ps == y_ps == 1.
   static void forward_nchw(const PwShape& s, const float* x, const float* packed, const float* bias,
                            float* y, int64_t npix) {
