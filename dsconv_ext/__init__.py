@@ -26,6 +26,7 @@ from .backend import (  # noqa: E402
 from .functional import ACTIVATIONS, depthwise, pointwise, separable  # noqa: E402
 from . import nn, models  # noqa: E402
 from .fold import fold_bn  # noqa: E402
+from .converter import ConvertReport, convert  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -35,4 +36,4 @@ if os.environ.get("DSCONV_ISA"):
 
 __all__ = ["depthwise", "pointwise", "separable", "cpu_capability", "set_cpu_capability",
            "supported_cpu_capabilities", "last_kernels", "ACTIVATIONS", "nn", "fold_bn",
-           "models"]
+           "convert", "ConvertReport", "models"]

@@ -8,6 +8,8 @@ from torch import nn
 import dsconv_ext as dse
 from dsconv_ext.nn import DepthwiseConv2d, PointwiseConv2d, SeparableConv2d
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ACT_MODULES = {None: nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish}
 
 
