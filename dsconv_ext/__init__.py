@@ -36,4 +36,13 @@ if os.environ.get("DSCONV_ISA"):
 
 __all__ = ["depthwise", "pointwise", "separable", "cpu_capability", "set_cpu_capability",
            "supported_cpu_capabilities", "last_kernels", "ACTIVATIONS", "nn", "fold_bn",
-           "convert", "ConvertReport", "models"]
+           "convert", "ConvertReport", "models", "complexity"]
+
+
+def __getattr__(name):
+    # dsconv_ext.complexity is imported on first use: importing it here would make
+    # `python -m dsconv_ext.complexity` run a module that is already imported (runpy warns).
+    if name == "complexity":
+        import importlib
+        return importlib.import_module(".complexity", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
