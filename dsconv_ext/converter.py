@@ -151,7 +151,7 @@ def _chain_graph(module: nn.Module, names: List[str], chained: bool) -> fx.Graph
 @dataclass
 class _Step:
     node: fx.Node
-    role: str                           # 'conv', 'bn' or 'act'
+    role: str                           # 'conv', 'bn', 'act', or 'pass' (an nn.Identity)
     label: str                          # in pattern strings: 'depthwise', 'bn', 'relu6', ...
     path: Optional[str] = None          # the module's path, None for a functional call
     conv: Optional[nn.Conv2d] = None
@@ -443,7 +443,8 @@ def _apply_to_graph(gm: fx.GraphModule, matches: List[_Match]) -> fx.GraphModule
         steps = match.steps
         first, last = steps[0].node, steps[-1].node
         gm.add_submodule(first.target, match.build())  # takes the first conv's place
-        with graph.inserting_after(last):
+        # Called where the first conv was: its input may be changed in place later on.
+        with graph.inserting_before(first):
             fused = graph.call_module(first.target, (first.args[0],))
         last.replace_all_uses_with(fused)
         inputs = set()

@@ -256,6 +256,27 @@ def test_functional_activations(fn, fused):
     assert_same_outputs(converted(x), model(x))
 
 
+class InPlace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dw = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+        self.pw = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        x = x + 1
+        y = F.relu(self.dw(x))
+        x.mul_(2)  # after the depthwise conv has read x
+        return self.pw(y) + x
+
+
+def test_input_changed_in_place_after_the_pattern_starts():
+    model = InPlace().eval()
+    converted, report = dse.convert(model, report=True)
+    assert report.patterns == {"depthwise+relu -> pointwise": 1}
+    x = torch.randn(1, 4, 6, 6)
+    assert_same_outputs(converted(x), model(x))
+
+
 def test_lone_convolution_model():
     conv = nn.Conv2d(8, 16, 3, padding=1, groups=8).eval()
     converted, report = dse.convert(conv, report=True)
