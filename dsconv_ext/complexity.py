@@ -166,11 +166,12 @@ class ModelCost:
 
     def as_if(self, kind: str) -> Cost:
         """The model's cost with every depthwise-separable block computed as `kind`."""
-        total = Cost(self.params, self.macs)
+        params, macs = self.params, self.macs
         for b in self.blocks:
             alt = b.compare()[kind]
-            total = Cost(total.params - b.cost.params + alt.params, total.macs - b.cost.macs + alt.macs)
-        return total
+            params += alt.params - b.cost.params
+            macs += alt.macs - b.cost.macs
+        return Cost(params, macs)
 
     def table(self, all_layers: bool = False) -> str:
         return _format_model(self, all_layers)
@@ -202,7 +203,9 @@ def _layer_cost(m: nn.Module, out: torch.Tensor) -> Tuple[str, Cost]:
 def _padding_of(m: nn.Module) -> Tuple[int, int]:
     p = m.padding
     if isinstance(p, str):  # 'valid', or 'same' at stride 1
-        return (0, 0) if p == "valid" else tuple((d * (k - 1)) // 2 for k, d in zip(m.kernel_size, m.dilation))
+        if p == "valid":
+            return (0, 0)
+        return tuple((d * (k - 1)) // 2 for k, d in zip(m.kernel_size, m.dilation))
     return tuple(p)
 
 
@@ -277,7 +280,8 @@ def _si(n: float) -> str:
 
 def _rows_to_text(header: List[str], rows: List[List[str]]) -> str:
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    fmt = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    def fmt(row):  # first column left-aligned, the others right-aligned
+        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
 
 

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 import dsconv_ext as dse
 from dsconv_ext import complexity as cx

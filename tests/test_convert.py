@@ -12,7 +12,7 @@ import dsconv_ext as dse
 from dsconv_ext import models
 from dsconv_ext.nn import DepthwiseConv2d, PointwiseConv2d, SeparableConv2d
 
-from _zoo import ZOO, DataDependent, FunctionalNet, calibrate
+from _zoo import ZOO, calibrate
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")]

@@ -136,7 +136,8 @@ def test_gradients_reach_parameters():
     x = x_of(3).double()
     sep(x).square().sum().backward()
     w_dw, b_dw, w_pw, b_pw = ref
-    F.conv2d(F.hardswish(F.conv2d(x, w_dw, b_dw, padding=1, groups=3)), w_pw, b_pw).square().sum().backward()
+    y = F.conv2d(F.hardswish(F.conv2d(x, w_dw, b_dw, padding=1, groups=3)), w_pw, b_pw)
+    y.square().sum().backward()
     for p, r in zip(sep.parameters(), ref):
         torch.testing.assert_close(p.grad, r.grad)
 
