@@ -24,6 +24,9 @@ from . import _fake, _autograd  # noqa: E402,F401  (register fake kernels and au
 from .backend import (  # noqa: E402
     cpu_capability, last_kernels, set_cpu_capability, supported_cpu_capabilities)
 from .functional import ACTIVATIONS, depthwise, pointwise, separable  # noqa: E402
+from . import nn, models  # noqa: E402
+from .fold import fold_bn  # noqa: E402
+from .converter import ConvertReport, convert  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -32,4 +35,14 @@ if os.environ.get("DSCONV_ISA"):
     set_cpu_capability(os.environ["DSCONV_ISA"], _source="DSCONV_ISA")
 
 __all__ = ["depthwise", "pointwise", "separable", "cpu_capability", "set_cpu_capability",
-           "supported_cpu_capabilities", "last_kernels", "ACTIVATIONS"]
+           "supported_cpu_capabilities", "last_kernels", "ACTIVATIONS", "nn", "fold_bn",
+           "convert", "ConvertReport", "models", "complexity"]
+
+
+def __getattr__(name):
+    # dsconv_ext.complexity is imported on first use: importing it here would make
+    # `python -m dsconv_ext.complexity` run a module that is already imported (runpy warns).
+    if name == "complexity":
+        import importlib
+        return importlib.import_module(".complexity", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,3 +36,15 @@ def isa(request):
 def gen():
     """A fixed-seed generator for the test's random tensors."""
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Runs a module's tests with one intra-op thread: whole models on small inputs, where a
+    second thread only adds synchronization (threading itself is tested in test_threads.py)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,572 @@
+"""dsconv_ext.convert(model): the model with its depthwise-separable patterns computed by the
+fused modules of dsconv_ext.nn, same outputs.
+
+Patterns: a depthwise conv -> (BatchNorm) -> (ReLU / ReLU6 / Hardswish) whose result goes only
+to a pointwise conv -> (BatchNorm) -> (activation) becomes one SeparableConv2d; any other
+depthwise or pointwise nn.Conv2d becomes a DepthwiseConv2d / PointwiseConv2d with the
+BatchNorm and activation that follow it. Everything else is left as it is.
+
+How:
+1. torch.fx traces the model through its submodules, so patterns that cross module
+   boundaries, functional calls (F.relu6, F.hardswish, F.batch_norm, x.clamp(0, 6)) and
+   BatchNorm subclasses with their own forward (e.g. BatchNorm + activation) are seen.
+2. The matches are applied as module edits (the first conv's slot gets the fused module, the
+   other steps' slots nn.Identity) when every step of every match is a module called exactly
+   once: the model keeps its class and structure. Otherwise the traced graph is rewritten and
+   the result is a torch.fx.GraphModule.
+3. A model (or submodule) that cannot be traced is converted one level down: the consecutive
+   children of a plain nn.Sequential are matched as a chain, any other nn.Conv2d child is
+   replaced on its own, and every other child is converted the same way, recursively.
+"""
+import copy
+import inspect
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from . import nn as dse_nn
+from ._recognize import activation_name, conv_kind, is_plain
+from .fold import BatchNormParams, batch_norm_params
+
+_BatchNorm = nn.modules.batchnorm._BatchNorm
+_OUR_MODULES = (dse_nn.DepthwiseConv2d, dse_nn.PointwiseConv2d, dse_nn.SeparableConv2d)
+
+
+# ---------------------------------------------------------------- report
+
+@dataclass
+class Replacement:
+    path: str      # where the fused module is (the first conv's place)
+    kind: str      # 'separable', 'depthwise' or 'pointwise'
+    pattern: str   # what it replaced, e.g. 'depthwise+bn+relu6 -> pointwise+bn'
+    replaced: List[str]  # the modules / calls it replaced, in order
+
+
+@dataclass
+class Skip:
+    path: str      # module path, or the traced node's name for a functional call
+    reason: str
+
+
+@dataclass
+class ConvertReport:
+    """What convert() did. `str(report)` is a readable summary."""
+    replaced: List[Replacement] = field(default_factory=list)
+    skipped: List[Skip] = field(default_factory=list)
+    untraced: List[Skip] = field(default_factory=list)  # modules converted child by child
+    graph_module: bool = False  # the returned model is a torch.fx.GraphModule
+
+    @property
+    def counts(self) -> Dict[str, int]:
+        """Fused modules by kind, BatchNorms folded, activations fused, convolutions skipped."""
+        kinds = Counter(r.kind for r in self.replaced)
+        steps = [s for r in self.replaced for s in r.pattern.replace(" -> ", "+").split("+")]
+        return {"separable": kinds["separable"], "depthwise": kinds["depthwise"],
+                "pointwise": kinds["pointwise"],
+                "batchnorm_folded": sum(s == "bn" for s in steps),
+                "activations_fused": sum(s in ("relu", "relu6", "hardswish") for s in steps),
+                "skipped": len(self.skipped)}
+
+    @property
+    def patterns(self) -> Dict[str, int]:
+        """How many times each pattern was fused."""
+        return dict(Counter(r.pattern for r in self.replaced).most_common())
+
+    def __str__(self) -> str:
+        c = self.counts
+        lines = [f"dsconv_ext.convert: {len(self.replaced)} fused modules ({c['separable']} separable, "
+                 f"{c['depthwise']} depthwise, {c['pointwise']} pointwise), "
+                 f"{c['batchnorm_folded']} BatchNorms folded, {c['activations_fused']} activations "
+                 f"fused; returned as {'a torch.fx.GraphModule' if self.graph_module else 'the model'}"]
+        lines += [f"  {n:4d} x {p}" for p, n in self.patterns.items()]
+        if self.skipped:
+            lines.append(f"skipped ({len(self.skipped)}):")
+            by_reason = Counter(s.reason for s in self.skipped)
+            for reason, n in by_reason.most_common():
+                paths = [s.path for s in self.skipped if s.reason == reason]
+                shown = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+                lines.append(f"  {n:4d} x {reason} [{shown}]")
+        for u in self.untraced:
+            lines.append(f"not traceable, converted child by child: {u.path or '<model>'}: {u.reason}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- tracing
+
+def _skip_input_check(_input):
+    return None
+
+
+class _Tracer(fx.Tracer):
+    """Keeps convolutions, plain BatchNorms and dsconv_ext modules as single calls; traces
+    through everything else that is not a torch.nn module."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, (nn.Conv2d,) + _OUR_MODULES):
+            return True
+        if isinstance(m, _BatchNorm) and type(m).forward is _BatchNorm.forward:
+            return True
+        return super().is_leaf_module(m, qualname)
+
+    def call_module(self, m, forward, args, kwargs):
+        # A BatchNorm subclass with its own forward is traced through; when it calls
+        # BatchNorm.forward, the input-rank check there (a Python `if` on a traced value)
+        # would stop the trace, so it is switched off for this module while tracing.
+        if isinstance(m, _BatchNorm) and type(m).forward is not _BatchNorm.forward:
+            m._check_input_dim = _skip_input_check
+            try:
+                return super().call_module(m, forward, args, kwargs)
+            finally:
+                del m._check_input_dim
+        return super().call_module(m, forward, args, kwargs)
+
+
+def _trace(module: nn.Module) -> fx.GraphModule:
+    tracer = _Tracer()
+    graph = tracer.trace(module)
+    return fx.GraphModule(tracer.root, graph, type(module).__name__)
+
+
+def _chain_graph(module: nn.Module, names: List[str], chained: bool) -> fx.GraphModule:
+    """A graph that calls the children `names` of `module` in order, each on the previous
+    one's output (`chained`, what a plain nn.Sequential does), or each on its own input."""
+    graph = fx.Graph()
+    if chained:
+        value = graph.placeholder("x")
+        for name in names:
+            value = graph.call_module(name, (value,))
+        graph.output(value)
+    else:
+        graph.output(tuple(graph.call_module(name, (graph.placeholder(f"x{i}"),))
+                           for i, name in enumerate(names)))
+    return fx.GraphModule(module, graph)
+
+
+# ---------------------------------------------------------------- recognizing steps
+
+@dataclass
+class _Step:
+    node: fx.Node
+    role: str                           # 'conv', 'bn', 'act', or 'pass' (an nn.Identity)
+    label: str                          # in pattern strings: 'depthwise', 'bn', 'relu6', ...
+    path: Optional[str] = None          # the module's path, None for a functional call
+    conv: Optional[nn.Conv2d] = None
+    bn: Optional[BatchNormParams] = None
+    activation: Optional[str] = None
+
+
+_RELU_FUNCTIONS = {F.relu, torch.relu, torch.relu_}
+_CLAMP_FUNCTIONS = {torch.clamp, torch.clip, torch.clamp_}
+_BN_SIGNATURE = inspect.signature(F.batch_norm)
+
+
+def _bound(args, kwargs, lo_name, hi_name, default=(None, None)):
+    """(min, max) of a clamp / hardtanh call given its arguments after the input."""
+    lo = args[0] if len(args) > 0 else kwargs.get(lo_name, default[0])
+    hi = args[1] if len(args) > 1 else kwargs.get(hi_name, default[1])
+    return lo, hi
+
+
+def _clamp_activation(lo, hi) -> Optional[str]:
+    def num(v, x):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and v == x
+    if num(lo, 0) and num(hi, 6):
+        return "relu6"
+    if num(lo, 0) and hi is None:
+        return "relu"
+    return None
+
+
+def _functional_activation(node: fx.Node) -> Optional[str]:
+    args, kwargs = node.args[1:], node.kwargs
+    if node.op == "call_function":
+        t = node.target
+        if t in _RELU_FUNCTIONS:
+            return "relu"
+        if t is F.relu6:
+            return "relu6"
+        if t is F.hardswish:
+            return "hardswish"
+        if t is F.hardtanh:
+            return _clamp_activation(*_bound(args, kwargs, "min_val", "max_val", (-1.0, 1.0)))
+        if t in _CLAMP_FUNCTIONS:
+            return _clamp_activation(*_bound(args, kwargs, "min", "max"))
+    if node.op == "call_method":
+        if node.target in ("relu", "relu_"):
+            return "relu"
+        if node.target in ("clamp", "clamp_", "clip", "clip_"):
+            return _clamp_activation(*_bound(args, kwargs, "min", "max"))
+    return None
+
+
+class _GraphView:
+    """Recognizes steps in a traced graph and follows values from one step to the next."""
+
+    def __init__(self, gm: fx.GraphModule, module_only: bool, uses_of_module: Counter):
+        self.gm = gm
+        self.module_only = module_only  # only module calls can be matched (untraced chains)
+        self.modules = dict(gm.named_modules())
+        nodes = list(gm.graph.nodes)
+        self.calls = Counter(n.target for n in nodes if n.op == "call_module")
+        self.attr_reads = [n.target for n in nodes if n.op == "get_attr"]
+        self.uses_of_module = uses_of_module  # id(module) -> number of places in the model
+
+    def _module(self, node: fx.Node) -> Optional[nn.Module]:
+        return self.modules.get(node.target) if node.op == "call_module" else None
+
+    def attributes_read(self, path: str) -> bool:
+        return any(t.startswith(path + ".") for t in self.attr_reads)
+
+    def editable(self, path: Optional[str]) -> bool:
+        """The module at `path` can be swapped in place: called once, in one place of the
+        model, and none of its attributes read directly."""
+        if path is None:
+            return False
+        module = self.modules[path]
+        return (self.calls[path] == 1 and self.uses_of_module[id(module)] == 1
+                and not self.attributes_read(path))
+
+    def _user(self, node: fx.Node) -> Optional[fx.Node]:
+        """The one node that takes node's value, as its data input and nowhere else."""
+        if len(node.users) != 1:
+            return None
+        user = next(iter(node.users))
+        if not user.args or user.args[0] is not node:
+            return None
+        if node in user.args[1:] or node in user.kwargs.values():
+            return None
+        if self.module_only and not (user.op == "call_module" and self.editable(user.target)):
+            return None
+        return user
+
+    def follow(self, node: fx.Node, passed: List[_Step]) -> Optional[fx.Node]:
+        """The next step after node: its one user, past nn.Identity calls (appended to
+        `passed`, so a match that goes on can take them out too)."""
+        user = self._user(node)
+        while user is not None and is_plain(self._module(user), nn.Identity):
+            passed.append(_Step(user, "pass", "identity", path=user.target))
+            user = self._user(user)
+        return user
+
+    def conv_step(self, node: fx.Node) -> Tuple[Optional[_Step], Optional[str]]:
+        """(step, None) for a convertible nn.Conv2d call; (None, why not) for another conv
+        call; (None, None) for anything else."""
+        if node.op == "call_function" and node.target is F.conv2d:
+            return None, "functional F.conv2d call (only nn.Conv2d modules are converted)"
+        module = self._module(node)
+        if not isinstance(module, nn.Conv2d):
+            return None, None
+        kind, why = conv_kind(module)
+        if kind is None:
+            return None, why
+        if not node.args or node.kwargs:
+            return None, "called with keyword arguments"
+        if self.calls[node.target] != 1:
+            return None, f"called {self.calls[node.target]} times (shared weights)"
+        if self.uses_of_module[id(module)] != 1:
+            return None, "the same module sits in several places of the model"
+        if self.attributes_read(node.target):
+            return None, "its parameters are also read directly in forward"
+        return _Step(node, "conv", kind, path=node.target, conv=module), None
+
+    def bn_step(self, node: fx.Node, channels: int) -> Tuple[Optional[_Step], Optional[str]]:
+        """(step, None) for a foldable BatchNorm; (None, why not) for another BatchNorm;
+        (None, None) for anything else."""
+        module = self._module(node)
+        if isinstance(module, _BatchNorm):
+            try:
+                params = batch_norm_params(module)
+            except (TypeError, RuntimeError, ValueError) as e:
+                return None, f"not folded: {e}"
+            step = _Step(node, "bn", "bn", path=node.target, bn=params)
+        elif node.op == "call_function" and node.target is F.batch_norm:
+            params, why = self._functional_bn(node)
+            if params is None:
+                return None, f"F.batch_norm not folded: {why}"
+            step = _Step(node, "bn", "bn", bn=params)
+        else:
+            return None, None
+        if step.bn.running_mean.numel() != channels:
+            return None, "not folded: channel count differs from the convolution's"
+        return step, None
+
+    def _functional_bn(self, node: fx.Node):
+        try:
+            bound = _BN_SIGNATURE.bind(*node.args, **node.kwargs)
+        except TypeError as e:
+            return None, str(e)
+        bound.apply_defaults()
+        a = bound.arguments
+        if a["training"] is not False:
+            return None, f"training={a['training']!r}"
+        if not isinstance(a["eps"], (int, float)):
+            return None, "eps is not a constant"
+        tensors = {}
+        for name in ("running_mean", "running_var", "weight", "bias"):
+            arg = a[name]
+            if arg is None and name in ("weight", "bias"):
+                tensors[name] = None
+            elif isinstance(arg, fx.Node) and arg.op == "get_attr":
+                tensors[name] = self._attr(arg.target)
+            else:
+                return None, f"{name} is not a module parameter or buffer"
+            if name.startswith("running") and not isinstance(tensors[name], torch.Tensor):
+                return None, f"{name} is not a tensor"
+        return BatchNormParams(tensors["running_mean"], tensors["running_var"],
+                               tensors["weight"], tensors["bias"], float(a["eps"])), None
+
+    def _attr(self, target: str):
+        value = self.gm
+        for part in target.split("."):
+            value = getattr(value, part)
+        return value
+
+    def act_step(self, node: fx.Node) -> Optional[_Step]:
+        module = self._module(node)
+        if module is not None:
+            name = activation_name(module)
+            return _Step(node, "act", name, path=node.target, activation=name) if name else None
+        name = _functional_activation(node)
+        return _Step(node, "act", name, activation=name) if name else None
+
+
+# ---------------------------------------------------------------- matching
+
+@dataclass
+class _Stage:
+    conv: _Step
+    bn: Optional[_Step] = None
+    act: Optional[_Step] = None
+    steps: List[_Step] = field(default_factory=list)  # in data-flow order, nn.Identity included
+
+    @property
+    def label(self) -> str:
+        return "+".join(s.label for s in (self.conv, self.bn, self.act) if s is not None)
+
+
+@dataclass
+class _Match:
+    stages: List[_Stage]
+
+    @property
+    def steps(self) -> List[_Step]:
+        return [s for stage in self.stages for s in stage.steps]
+
+    @property
+    def kind(self) -> str:
+        return "separable" if len(self.stages) == 2 else self.stages[0].conv.label
+
+    @property
+    def pattern(self) -> str:
+        return " -> ".join(stage.label for stage in self.stages)
+
+    def build(self) -> nn.Module:
+        modules = []
+        for stage in self.stages:
+            cls = dse_nn.DepthwiseConv2d if stage.conv.label == "depthwise" else dse_nn.PointwiseConv2d
+            modules.append(cls.from_modules(stage.conv.conv, stage.bn.bn if stage.bn else None,
+                                            stage.act.activation if stage.act else None))
+        return modules[0] if len(modules) == 1 else dse_nn.SeparableConv2d.from_parts(*modules)
+
+
+def _stage(view: _GraphView, conv: _Step, skipped: List[Skip]) -> _Stage:
+    """conv and the BatchNorm and activation that follow it, where they do."""
+    stage = _Stage(conv, steps=[conv])
+    passed: List[_Step] = []
+    nxt = view.follow(conv.node, passed)
+    if nxt is not None:
+        bn, why = view.bn_step(nxt, conv.conv.out_channels)
+        if why:
+            skipped.append(Skip(nxt.target if nxt.op == "call_module" else nxt.name, why))
+            return stage
+        if bn is not None:
+            stage.bn = bn
+            stage.steps += passed + [bn]
+            passed = []
+            nxt = view.follow(bn.node, passed)
+    if nxt is not None:
+        act = view.act_step(nxt)
+        if act is not None:
+            stage.act = act
+            stage.steps += passed + [act]
+    return stage
+
+
+def _find_matches(view: _GraphView, skipped: List[Skip]) -> List[_Match]:
+    matches, claimed = [], set()
+    for node in view.gm.graph.nodes:
+        if node in claimed:
+            continue
+        conv, why = view.conv_step(node)
+        if conv is None:
+            if why:
+                skipped.append(Skip(node.target if node.op == "call_module" else node.name, why))
+            continue
+        stages = [_stage(view, conv, skipped)]
+        if conv.label == "depthwise":
+            passed: List[_Step] = []
+            nxt = view.follow(stages[0].steps[-1].node, passed)
+            if nxt is not None:
+                pw, _ = view.conv_step(nxt)  # a refused conv is reported when the loop gets to it
+                if pw is not None and pw.label == "pointwise":
+                    stages.append(_stage(view, pw, skipped))
+                    stages[1].steps[:0] = passed
+        match = _Match(stages)
+        claimed.update(s.node for s in match.steps)
+        matches.append(match)
+    return matches
+
+
+# ---------------------------------------------------------------- applying
+
+def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    setattr(root.get_submodule(parent_path), name, module)
+
+
+def _apply_to_modules(root: nn.Module, matches: List[_Match]) -> None:
+    for match in matches:
+        steps = match.steps
+        _set_submodule(root, steps[0].path, match.build())
+        for step in steps[1:]:
+            _set_submodule(root, step.path, nn.Identity())
+
+
+def _apply_to_graph(gm: fx.GraphModule, matches: List[_Match]) -> fx.GraphModule:
+    graph = gm.graph
+    freed = set()
+    for match in matches:
+        steps = match.steps
+        first, last = steps[0].node, steps[-1].node
+        gm.add_submodule(first.target, match.build())  # takes the first conv's place
+        # Called where the first conv was: its input may be changed in place later on.
+        with graph.inserting_before(first):
+            fused = graph.call_module(first.target, (first.args[0],))
+        last.replace_all_uses_with(fused)
+        inputs = set()
+        for step in reversed(steps):
+            inputs.update(step.node.all_input_nodes)
+            graph.erase_node(step.node)
+        for node in inputs:  # parameters / buffers only the erased calls read (F.batch_norm's)
+            if node.op == "get_attr" and not node.users:
+                freed.add(node.target)
+                graph.erase_node(node)
+    graph.lint()
+    still_read = {n.target for n in graph.nodes if n.op == "get_attr"}
+    for target in freed - still_read:
+        owner_path, _, name = target.rpartition(".")
+        owner = gm.get_submodule(owner_path)
+        # Only from the root and the bare containers GraphModule made; a real module keeps
+        # its parameters (it may still be called).
+        if owner is gm or type(owner) is nn.Module:
+            delattr(owner, name)
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return gm
+
+
+# ---------------------------------------------------------------- driver
+
+def _with_prefix(prefix: str, matches: List[_Match], skipped: List[Skip], report: ConvertReport):
+    def full(name):
+        return prefix + name
+    for m in matches:
+        report.replaced.append(Replacement(
+            full(m.steps[0].path or m.steps[0].node.name), m.kind, m.pattern,
+            [full(s.path) if s.path else s.node.name for s in m.steps]))
+    report.skipped.extend(Skip(full(s.path), s.reason) for s in skipped)
+
+
+def _convert(module: nn.Module, prefix: str, uses: Counter, report: ConvertReport) -> nn.Module:
+    """module converted (the same object edited, or a GraphModule); `prefix` is its path."""
+    if isinstance(module, _OUR_MODULES) or not list(module.children()):
+        return module  # nothing inside to convert (a lone conv is handled by its parent)
+    if isinstance(module, (nn.ModuleList, nn.ModuleDict)):  # containers, never called
+        return _convert_children(module, prefix, uses, report)
+    try:
+        gm = _trace(module)
+    except Exception as e:  # noqa: BLE001  (any failure to trace means: go one level down)
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        report.untraced.append(Skip(prefix.rstrip("."), f"{type(e).__name__}: {message}"))
+        return _convert_children(module, prefix, uses, report)
+    skipped: List[Skip] = []
+    view = _GraphView(gm, module_only=False, uses_of_module=uses)
+    matches = _find_matches(view, skipped)
+    _with_prefix(prefix, matches, skipped, report)
+    if all(view.editable(s.path) for m in matches for s in m.steps):
+        _apply_to_modules(module, matches)
+        return module
+    if prefix == "":
+        report.graph_module = True
+    return _apply_to_graph(gm, matches)
+
+
+def _convert_children(module: nn.Module, prefix: str, uses: Counter,
+                      report: ConvertReport) -> nn.Module:
+    names = [name for name, _ in module.named_children()]
+    if is_plain(module, nn.Sequential):
+        chain, chained = names, True
+    else:
+        chain = [n for n in names if isinstance(getattr(module, n), nn.Conv2d)]
+        chained = False
+    handled = set()
+    if chain:
+        view = _GraphView(_chain_graph(module, chain, chained), module_only=True,
+                          uses_of_module=uses)
+        skipped: List[Skip] = []
+        matches = _find_matches(view, skipped)
+        _with_prefix(prefix, matches, skipped, report)
+        _apply_to_modules(module, matches)
+        handled = {s.path for m in matches for s in m.steps}
+    for name in names:
+        if name in handled:
+            continue
+        child = getattr(module, name)
+        new = _convert(child, f"{prefix}{name}.", uses, report)
+        if new is not child:
+            setattr(module, name, new)
+    return module
+
+
+def convert(model: nn.Module, inplace: bool = False,
+            report: bool = False) -> Union[nn.Module, Tuple[nn.Module, ConvertReport]]:
+    """`model` with its depthwise / pointwise convolutions (and the BatchNorms and ReLU /
+    ReLU6 / Hardswish activations that follow them) replaced by the fused modules of
+    dsconv_ext.nn; same outputs within float32 rounding. The model must be in eval mode
+    (BatchNorms are folded into the weights).
+
+    Returns the converted model, or `(model, ConvertReport)` with `report=True`. The model
+    keeps its class when every replaced step is a module called once; where a pattern
+    involves functional calls (F.relu6, F.batch_norm, ...) or shared modules, the result is
+    a torch.fx.GraphModule (same parameter names for what was not replaced).
+
+    inplace=False works on a deep copy; inplace=True edits `model`'s modules (when the
+    result is a GraphModule, `model` itself is left as it was but shares its parameters)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"convert expects an nn.Module, got {type(model).__name__}")
+    if model.training:
+        raise RuntimeError("convert needs the model in eval mode (call model.eval() first): it "
+                           "folds BatchNorm running statistics into the weights")
+    if not inplace:
+        model = copy.deepcopy(model)
+    result = ConvertReport()
+    uses = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
+    if isinstance(model, nn.Conv2d):  # the model is one convolution
+        kind, why = conv_kind(model)
+        if kind is None:
+            result.skipped.append(Skip("", why))
+            converted = model
+        else:
+            cls = dse_nn.DepthwiseConv2d if kind == "depthwise" else dse_nn.PointwiseConv2d
+            converted = cls.from_modules(model)
+            result.replaced.append(Replacement("", kind, kind, [""]))
+    else:
+        converted = _convert(model, "", uses, result)
+    return (converted, result) if report else converted
+
+
+__all__ = ["convert", "ConvertReport", "Replacement", "Skip"]

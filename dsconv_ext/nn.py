@@ -1,0 +1,288 @@
+"""nn modules over the public ops.
+
+Parameters are named and shaped as nn.Conv2d's (`weight`, `bias`), so an nn.Conv2d's
+state_dict loads into DepthwiseConv2d / PointwiseConv2d, and SeparableConv2d holds one of each
+(`depthwise.weight`, `pointwise.weight`, ...). Each module can apply an activation
+(None, 'relu', 'relu6', 'hardswish') inside the op. `from_modules` builds them from existing
+nn.Conv2d / BatchNorm / activation modules (BatchNorm folded, eval mode)."""
+import math
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from . import functional as dsf
+from ._recognize import as_activation, conv_kind
+from .fold import BatchNormParams, batch_norm_params, fold_into
+from .functional import IntPair, Padding, _pair
+
+Activation = Union[None, str, nn.Module]
+
+
+def _padding(padding: Padding, stride, what: str):
+    """padding as nn.Conv2d stores it: a pair of ints, or 'same' / 'valid'."""
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"{what}: padding must be an int, a pair of ints, 'same' or 'valid', "
+                             f"got {padding!r}")
+        if padding == "same" and stride != (1, 1):
+            raise ValueError(f"{what}: padding='same' needs stride 1 (as in nn.Conv2d), got "
+                             f"stride {stride}")
+        return padding
+    return _pair(padding, "padding")
+
+
+def _check_channels(what: str, **counts):
+    for name, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{what}: {name} must be a positive int, got {value!r}")
+
+
+def _reset(weight: torch.Tensor, bias: Optional[torch.Tensor]):
+    # nn.Conv2d's initialization: kaiming-uniform weight, bias uniform in +-1/sqrt(fan_in).
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in = weight[0].numel()
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        nn.init.uniform_(bias, -bound, bound)
+
+
+def _copy_conv_params(module: nn.Module, conv: nn.Conv2d, bn):
+    """module.weight/bias <- conv's, with bn (a BatchNorm module or BatchNormParams) folded in;
+    detached copies."""
+    weight, bias = conv.weight, conv.bias
+    if bn is not None:
+        params = bn if isinstance(bn, BatchNormParams) else batch_norm_params(bn)
+        weight, bias = fold_into(weight, bias, params)
+    with torch.no_grad():
+        module.weight.copy_(weight)
+        if module.bias is not None:
+            module.bias.copy_(bias)
+
+
+def _from_conv_check(cls_name: str, conv: nn.Module, expected: str):
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"{cls_name}.from_modules expects an nn.Conv2d, got {type(conv).__name__}")
+    kind, why = conv_kind(conv)
+    if kind != expected:
+        raise ValueError(f"{cls_name}.from_modules: {conv} is not a {expected} convolution: "
+                         + (why or f"it is {kind}"))
+
+
+class DepthwiseConv2d(nn.Module):
+    """`activation(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation,
+    groups=in_channels)(x))`, computed by `dsconv_ext.depthwise`.
+
+    out_channels is a multiple of in_channels (the channel multiplier). `weight` is
+    [out_channels, 1, kh, kw] and `bias` [out_channels], as in nn.Conv2d; `groups` is
+    in_channels. padding: int, pair, 'same' or 'valid' (zero padding)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair,
+                 stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1, *,
+                 bias: bool = True, activation: Optional[str] = None, device=None, dtype=None):
+        super().__init__()
+        what = type(self).__name__
+        _check_channels(what, in_channels=in_channels, out_channels=out_channels)
+        if out_channels % in_channels != 0:
+            raise ValueError(f"{what}: out_channels ({out_channels}) must be a multiple of "
+                             f"in_channels ({in_channels})")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.padding = _padding(padding, self.stride, what)
+        self.dilation = _pair(dilation, "dilation")
+        self.activation = as_activation(activation)
+        factory = dict(device=device, dtype=dtype)
+        self.weight = nn.Parameter(torch.empty(out_channels, 1, *self.kernel_size, **factory))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels, **factory))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    @property
+    def groups(self) -> int:
+        return self.in_channels
+
+    def reset_parameters(self) -> None:
+        _reset(self.weight, self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dsf.depthwise(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                             self.activation)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding!r}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.activation is not None:
+            s += f", activation={self.activation!r}"
+        return s
+
+    @classmethod
+    def from_modules(cls, conv: nn.Conv2d, bn: Optional[nn.Module] = None,
+                     activation: Activation = None) -> "DepthwiseConv2d":
+        """`activation(bn(conv(x)))` as one module. conv: a depthwise nn.Conv2d
+        (groups == in_channels, zero padding); bn: None, or a BatchNorm in eval mode (or its
+        fold.BatchNormParams), folded into the weights;
+        activation: None, a name, or an nn.ReLU / ReLU6 / Hardswish / Identity module.
+        The parameters are copies; the given modules are not changed."""
+        _from_conv_check(cls.__name__, conv, "depthwise")
+        module = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                     conv.padding, conv.dilation, bias=conv.bias is not None or bn is not None,
+                     activation=as_activation(activation), device=conv.weight.device,
+                     dtype=conv.weight.dtype)
+        _copy_conv_params(module, conv, bn)
+        return module
+
+
+class PointwiseConv2d(nn.Module):
+    """`activation(nn.Conv2d(in_channels, out_channels, 1)(x))`, computed by
+    `dsconv_ext.pointwise`. `weight` is [out_channels, in_channels, 1, 1] and `bias`
+    [out_channels], as in nn.Conv2d."""
+
+    # nn.Conv2d's geometry attributes, for code that reads them.
+    kernel_size = (1, 1)
+    stride = (1, 1)
+    padding = (0, 0)
+    dilation = (1, 1)
+    groups = 1
+
+    def __init__(self, in_channels: int, out_channels: int, *, bias: bool = True,
+                 activation: Optional[str] = None, device=None, dtype=None):
+        super().__init__()
+        _check_channels(type(self).__name__, in_channels=in_channels, out_channels=out_channels)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.activation = as_activation(activation)
+        factory = dict(device=device, dtype=dtype)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 1, 1, **factory))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels, **factory))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _reset(self.weight, self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dsf.pointwise(x, self.weight, self.bias, self.activation)
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.activation is not None:
+            s += f", activation={self.activation!r}"
+        return s
+
+    @classmethod
+    def from_modules(cls, conv: nn.Conv2d, bn: Optional[nn.Module] = None,
+                     activation: Activation = None) -> "PointwiseConv2d":
+        """`activation(bn(conv(x)))` as one module. conv: a 1x1 nn.Conv2d with groups=1,
+        stride 1 and no padding; bn and activation as in DepthwiseConv2d.from_modules."""
+        _from_conv_check(cls.__name__, conv, "pointwise")
+        module = cls(conv.in_channels, conv.out_channels,
+                     bias=conv.bias is not None or bn is not None,
+                     activation=as_activation(activation), device=conv.weight.device,
+                     dtype=conv.weight.dtype)
+        _copy_conv_params(module, conv, bn)
+        return module
+
+
+class SeparableConv2d(nn.Module):
+    """Depthwise then pointwise convolution in one fused call (`dsconv_ext.separable`): the
+    depthwise output never goes to memory.
+
+    Holds a DepthwiseConv2d `depthwise` (in_channels -> in_channels * depth_multiplier,
+    bias `dw_bias`, activation `dw_activation`) and a PointwiseConv2d `pointwise`
+    (-> out_channels, bias `bias`, activation `pw_activation`); the state_dict keys are
+    `depthwise.weight`, `depthwise.bias`, `pointwise.weight`, `pointwise.bias`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair,
+                 stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1, *,
+                 depth_multiplier: int = 1, bias: bool = True, dw_bias: bool = False,
+                 dw_activation: Optional[str] = None, pw_activation: Optional[str] = None,
+                 device=None, dtype=None):
+        super().__init__()
+        _check_channels(type(self).__name__, in_channels=in_channels,
+                        out_channels=out_channels, depth_multiplier=depth_multiplier)
+        mid = in_channels * depth_multiplier
+        self.depthwise = DepthwiseConv2d(in_channels, mid, kernel_size, stride, padding, dilation,
+                                         bias=dw_bias, activation=dw_activation, device=device,
+                                         dtype=dtype)
+        self.pointwise = PointwiseConv2d(mid, out_channels, bias=bias, activation=pw_activation,
+                                         device=device, dtype=dtype)
+
+    @classmethod
+    def from_parts(cls, depthwise: DepthwiseConv2d, pointwise: PointwiseConv2d) -> "SeparableConv2d":
+        """A SeparableConv2d made of these two modules (used as they are, not copied)."""
+        if not isinstance(depthwise, DepthwiseConv2d) or not isinstance(pointwise, PointwiseConv2d):
+            raise TypeError("SeparableConv2d.from_parts expects a DepthwiseConv2d and a "
+                            f"PointwiseConv2d, got {type(depthwise).__name__} and "
+                            f"{type(pointwise).__name__}")
+        if pointwise.in_channels != depthwise.out_channels:
+            raise ValueError(f"SeparableConv2d.from_parts: the pointwise stage takes "
+                             f"{pointwise.in_channels} channels but the depthwise stage gives "
+                             f"{depthwise.out_channels}")
+        module = cls.__new__(cls)
+        nn.Module.__init__(module)
+        module.depthwise, module.pointwise = depthwise, pointwise
+        return module
+
+    @classmethod
+    def from_modules(cls, dw_conv: nn.Conv2d, pw_conv: nn.Conv2d, *,
+                     dw_bn: Optional[nn.Module] = None, dw_activation: Activation = None,
+                     pw_bn: Optional[nn.Module] = None,
+                     pw_activation: Activation = None) -> "SeparableConv2d":
+        """`pw_activation(pw_bn(pw_conv(dw_activation(dw_bn(dw_conv(x))))))` as one module
+        (BatchNorms folded, eval mode); see DepthwiseConv2d.from_modules and
+        PointwiseConv2d.from_modules for what each argument may be."""
+        return cls.from_parts(DepthwiseConv2d.from_modules(dw_conv, dw_bn, dw_activation),
+                              PointwiseConv2d.from_modules(pw_conv, pw_bn, pw_activation))
+
+    # nn.Conv2d-like geometry, read from the stages.
+    @property
+    def in_channels(self) -> int:
+        return self.depthwise.in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.pointwise.out_channels
+
+    @property
+    def kernel_size(self):
+        return self.depthwise.kernel_size
+
+    @property
+    def stride(self):
+        return self.depthwise.stride
+
+    @property
+    def padding(self):
+        return self.depthwise.padding
+
+    @property
+    def dilation(self):
+        return self.depthwise.dilation
+
+    def reset_parameters(self) -> None:
+        self.depthwise.reset_parameters()
+        self.pointwise.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dw, pw = self.depthwise, self.pointwise
+        return dsf.separable(x, dw.weight, pw.weight, dw.bias, pw.bias, dw.stride, dw.padding,
+                             dw.dilation, dw.activation, pw.activation)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}")
+
+
+__all__ = ["DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d"]

@@ -1,0 +1,288 @@
+"""dsconv_ext.convert on model definitions it has never seen (tests/_zoo.py) and on the
+package's MobileNets: same outputs (NCHW and channels_last), the expected patterns fused and
+the rest reported as skipped with a reason, state_dict round trip, torch.compile."""
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+import dsconv_ext as dse
+from dsconv_ext import models
+from dsconv_ext.nn import DepthwiseConv2d, PointwiseConv2d, SeparableConv2d
+
+from _zoo import ZOO, calibrate
+
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")]
+
+# name -> (constructor, expected counts); the package's models at half width.
+PACKAGE = {
+    "mobilenet_v1": (lambda: models.mobilenet_v1(10, 0.5),
+                     dict(separable=13, depthwise=0, pointwise=0, skipped=1, graph_module=False)),
+    "mobilenet_v2": (lambda: models.mobilenet_v2(10, 0.5),
+                     dict(separable=17, depthwise=0, pointwise=17, skipped=1, graph_module=False)),
+    # V3: blocks with squeeze-excite keep depthwise and projection apart.
+    "mobilenet_v3_large": (lambda: models.mobilenet_v3_large(10, 0.5),
+                           dict(separable=7, depthwise=8, pointwise=39, skipped=1, graph_module=False)),
+    "mobilenet_v3_small": (lambda: models.mobilenet_v3_small(10, 0.5),
+                           dict(separable=2, depthwise=9, pointwise=38, skipped=1, graph_module=False)),
+}
+ALL = {**ZOO, **PACKAGE}
+
+
+def assert_same_outputs(got, expected):
+    # float32: folded weights round differently; errors stay relative to the output's scale.
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * max(scale, 1e-3))
+
+
+def x_of(n=2, size=32, seed=1):
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def converted():
+    """name -> (original, converted, report), each model built and converted once."""
+    out = {}
+    for name, (make, _) in ALL.items():
+        torch.manual_seed(0)
+        original = calibrate(make())
+        model, report = dse.convert(original, report=True)
+        out[name] = (original, model, report)
+    return out
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_same_outputs_and_expected_patterns(converted, name):
+    original, model, report = converted[name]
+    expected = ALL[name][1]
+    counts = report.counts
+    assert {k: counts[k] for k in ("separable", "depthwise", "pointwise", "skipped")} == \
+        {k: expected[k] for k in ("separable", "depthwise", "pointwise", "skipped")}, str(report)
+    assert report.graph_module == expected["graph_module"] == isinstance(model, fx.GraphModule)
+    if not report.graph_module:
+        assert type(model) is type(original)
+    # Every nn.Conv2d left is one the report says it skipped, with a reason.
+    left = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    assert left == {s.path for s in report.skipped if "not folded" not in s.reason}
+    assert all(s.reason for s in report.skipped)
+    x = x_of()
+    with torch.no_grad():
+        assert_same_outputs(model(x), original(x))
+
+
+@pytest.mark.parametrize("name", ["functional", "sequential", "mobilenet_v2", "mobilenet_v3_small"])
+def test_channels_last(converted, name):
+    original, _, _ = converted[name]
+    original = original.to(memory_format=torch.channels_last)
+    model = dse.convert(original)
+    x = x_of().contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert_same_outputs(model(x), original(x))
+        if name == "mobilenet_v2":  # the feature maps stay channels_last
+            features = model.features(x)
+            assert features.is_contiguous(memory_format=torch.channels_last)
+            assert_same_outputs(features, original.features(x))
+
+
+def test_data_dependent_model_both_branches(converted):
+    original, model, report = converted["data_dependent"]
+    assert [u.path for u in report.untraced] == ["", "b"]
+    assert isinstance(model.a[0], SeparableConv2d) and isinstance(model.b[0], DepthwiseConv2d)
+    with torch.no_grad():
+        original.pre.weight.fill_(0.1)
+        original.pre.bias.zero_()
+        model.pre.weight.fill_(0.1)
+        model.pre.bias.zero_()
+        for x in (x_of().abs(), -x_of().abs()):  # mean > 0: branch a; mean < 0: branch b
+            assert_same_outputs(model(x), original(x))
+
+
+@pytest.mark.parametrize("name", ["functional", "mobilenet_v3_small"])
+def test_state_dict_round_trip(converted, name):
+    _, model, _ = converted[name]
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    torch.manual_seed(1)
+    fresh = dse.convert(calibrate(ALL[name][0](), seed=1))  # other weights, same structure
+    fresh.load_state_dict(torch.load(buffer))
+    x = x_of()
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), model(x), rtol=0, atol=0)
+
+
+def test_compile_module_and_graph_module(converted):
+    """torch.compile(fullgraph=True) on a converted model that kept its class (inductor) and
+    on one that became a GraphModule (aot_eager: dynamo and AOT autograd, no code generation)."""
+    torch._dynamo.reset()
+    try:
+        torch.manual_seed(0)
+        original = calibrate(models.mobilenet_v1(10, 0.25))
+        model = dse.convert(original)
+        x = x_of(1)
+        with torch.no_grad():
+            assert_same_outputs(torch.compile(model, fullgraph=True)(x), original(x))
+        original, model, _ = converted["functional"]
+        compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+        with torch.no_grad():
+            assert_same_outputs(compiled(x), original(x))
+    finally:
+        torch._dynamo.reset()
+
+
+def test_report(converted):
+    _, model, report = converted["functional"]
+    reasons = {s.path: s.reason for s in report.skipped}
+    assert "standard 3x3" in reasons["stem"]
+    assert "stride (2, 2)" in reasons["down"]
+    assert "grouped convolution (groups=4" in reasons["grouped"]
+    assert "padding_mode='reflect'" in reasons["reflect"]
+    assert report.patterns == {"depthwise+bn+relu6 -> pointwise+bn+hardswish": 1,
+                               "depthwise+bn+relu -> pointwise+relu": 1,
+                               "depthwise": 1, "pointwise": 1}
+    assert report.counts["batchnorm_folded"] == 3 and report.counts["activations_fused"] == 4
+    dw2 = next(r for r in report.replaced if r.path == "dw2")
+    assert dw2.kind == "separable" and dw2.replaced == ["dw2", "dw2_bn", "act", "pw2", "act"]
+    text = str(report)
+    assert "4 fused modules (2 separable, 1 depthwise, 1 pointwise)" in text
+    assert "torch.fx.GraphModule" in text and "padding_mode='reflect'" in text
+    # F.batch_norm's parameters went with it; untouched modules keep their names.
+    keys = set(model.state_dict())
+    assert not any(k.startswith("bn1_") for k in keys)
+    assert {"stem.weight", "dw1.depthwise.weight", "dw1.pointwise.bias", "head.bias"} <= keys
+
+
+def test_package_model_keeps_structure(converted):
+    _, model, report = converted["mobilenet_v2"]
+    block = model.features[2].conv  # expansion, depthwise, projection
+    assert isinstance(block[0][0], PointwiseConv2d) and block[0][0].activation == "relu6"
+    assert isinstance(block[1][0], SeparableConv2d)
+    assert isinstance(block[2][0], nn.Identity) and isinstance(block[1][1], nn.Identity)
+    assert "17 x depthwise+bn+relu6 -> pointwise+bn" in str(report)
+
+
+def test_inplace_and_copy():
+    torch.manual_seed(0)
+    original = calibrate(models.mobilenet_v1(10, 0.25))
+    x = x_of(1)
+    with torch.no_grad():
+        before = original(x)
+    copy = dse.convert(original)
+    assert copy is not original and isinstance(original.features[1][0][0], nn.Conv2d)
+    same = dse.convert(original, inplace=True)
+    assert same is original and isinstance(original.features[1][0][0], SeparableConv2d)
+    with torch.no_grad():
+        assert_same_outputs(original(x), before)
+    # Converting again finds nothing more to do.
+    _, again = dse.convert(same, report=True)
+    assert again.replaced == [] and again.counts["skipped"] == 1
+
+
+def test_training_mode_refused():
+    with pytest.raises(RuntimeError, match="eval mode"):
+        dse.convert(models.mobilenet_v1(10, 0.25))
+    with pytest.raises(TypeError, match="nn.Module"):
+        dse.convert(lambda x: x)
+
+
+def test_batchnorm_in_training_mode_is_not_folded():
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 6, 1)).eval()
+    model[1].train()
+    converted, report = dse.convert(model, report=True)
+    assert isinstance(converted[0], DepthwiseConv2d) and isinstance(converted[1], nn.BatchNorm2d)
+    assert isinstance(converted[3], PointwiseConv2d)
+    assert report.skipped[0].path == "1" and "training mode" in report.skipped[0].reason
+    x = torch.randn(2, 4, 8, 8)
+    assert_same_outputs(converted(x), model(x))
+
+
+class OwnConv(nn.Conv2d):
+    def forward(self, x):
+        return super().forward(x) * 2
+
+
+class Shared(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dw = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+        self.own = OwnConv(4, 4, 1)
+        self.pw = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        x = self.dw(self.dw(x))                   # called twice: weights shared
+        x = self.own(x) + self.pw.weight.sum()    # pw's weight read directly
+        return self.pw(x)
+
+
+def test_modules_that_must_stay():
+    model = Shared().eval()
+    converted, report = dse.convert(model, report=True)
+    reasons = {s.path: s.reason for s in report.skipped}
+    assert reasons == {"dw": "called 2 times (shared weights)",
+                       "own": "OwnConv overrides nn.Conv2d's forward",
+                       "pw": "its parameters are also read directly in forward"}
+    assert report.replaced == []
+    x = torch.randn(1, 4, 6, 6)
+    assert_same_outputs(converted(x), model(x))
+
+
+class Act(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+        self.dw = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+        self.pw = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        return self.pw(self.fn(self.dw(x)))
+
+
+@pytest.mark.parametrize("fn, fused", [
+    (F.relu, "relu"), (torch.relu, "relu"), (lambda x: x.relu_(), "relu"),
+    (lambda x: x.clamp(0, 6), "relu6"), (lambda x: torch.clamp(x, min=0), "relu"),
+    (lambda x: F.hardtanh(x, 0.0, 6.0), "relu6"), (lambda x: F.relu6(x, inplace=True), "relu6"),
+    (F.hardswish, "hardswish"), (nn.Hardswish(), "hardswish"),
+    (F.hardtanh, None), (lambda x: x.clamp(-1, 6), None), (F.silu, None), (torch.tanh, None)])
+def test_functional_activations(fn, fused):
+    model = Act(fn).eval()
+    converted, report = dse.convert(model, report=True)
+    expected = f"depthwise+{fused} -> pointwise" if fused else "depthwise"
+    assert set(report.patterns) == ({expected} if fused else {"depthwise", "pointwise"})
+    x = torch.randn(1, 4, 6, 6) * 4
+    assert_same_outputs(converted(x), model(x))
+
+
+class InPlace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dw = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+        self.pw = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        x = x + 1
+        y = F.relu(self.dw(x))
+        x.mul_(2)  # after the depthwise conv has read x
+        return self.pw(y) + x
+
+
+def test_input_changed_in_place_after_the_pattern_starts():
+    model = InPlace().eval()
+    converted, report = dse.convert(model, report=True)
+    assert report.patterns == {"depthwise+relu -> pointwise": 1}
+    x = torch.randn(1, 4, 6, 6)
+    assert_same_outputs(converted(x), model(x))
+
+
+def test_lone_convolution_model():
+    conv = nn.Conv2d(8, 16, 3, padding=1, groups=8).eval()
+    converted, report = dse.convert(conv, report=True)
+    assert isinstance(converted, DepthwiseConv2d) and report.counts["depthwise"] == 1
+    x = torch.randn(1, 8, 5, 5)
+    assert_same_outputs(converted(x), conv(x))
+    standard = nn.Conv2d(3, 4, 3).eval()
+    same, report = dse.convert(standard, report=True, inplace=True)
+    assert same is standard and "standard 3x3" in report.skipped[0].reason
