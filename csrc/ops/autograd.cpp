@@ -96,6 +96,25 @@ Geometry3 load_geometry(AutogradContext* ctx) {
           ctx->saved_data["dilation"].toIntVector()};
 }
 
+// What a one-stage op (depthwise or pointwise) keeps for backward: x for the weight
+// gradient, the weight for the input gradient, all three inputs when hardswish needs the
+// pre-activation recomputed, the output when it fixes the activation's slope. Saved as
+// [x, weight, bias, y], each undefined when not needed. Returns whether a bias was given.
+bool save_single_stage(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                       const OptTensor& bias, Activation act, const at::Tensor& y) {
+  const bool has_bias = bias.has_value() && bias->defined();
+  // From requires_grad, not ctx->needs_input_grad: inside a running backward pass the
+  // latter answers for that pass only, and a later (double) backward may need more.
+  const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
+  const bool need_b = has_bias && bias->requires_grad();
+  const bool recompute = needs_preactivation(act) && (need_x || need_w || need_b);
+  ctx->save_for_backward({need_w || recompute ? x : at::Tensor(),
+                          need_x || recompute ? weight : at::Tensor(),
+                          recompute && has_bias ? *bias : at::Tensor(),
+                          slope_from_output(act) ? y : at::Tensor()});
+  return has_bias;
+}
+
 class DepthwiseFunction : public torch::autograd::Function<DepthwiseFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
@@ -103,16 +122,7 @@ class DepthwiseFunction : public torch::autograd::Function<DepthwiseFunction> {
                             at::IntArrayRef dilation, OptString activation) {
     const Activation act = check_activation(activation, "activation");
     at::Tensor y = Ops::get().depthwise.call(x, weight, bias, stride, padding, dilation, activation);
-    const bool has_bias = bias.has_value() && bias->defined();
-    // From requires_grad, not ctx->needs_input_grad: inside a running backward pass the
-    // latter answers for that pass only, and a later (double) backward may need more.
-    const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
-    const bool need_b = has_bias && bias->requires_grad();
-    const bool recompute = needs_preactivation(act) && (need_x || need_w || need_b);
-    ctx->save_for_backward({need_w || recompute ? x : at::Tensor(),
-                            need_x || recompute ? weight : at::Tensor(),
-                            recompute && has_bias ? *bias : at::Tensor(),
-                            slope_from_output(act) ? y : at::Tensor()});
+    const bool has_bias = save_single_stage(ctx, x, weight, bias, act, y);
     save_geometry(ctx, stride, padding, dilation);
     ctx->saved_data["activation"] = activation_name(activation);
     ctx->saved_data["has_bias"] = has_bias;
@@ -152,16 +162,7 @@ class PointwiseFunction : public torch::autograd::Function<PointwiseFunction> {
                             const OptTensor& bias, OptString activation) {
     const Activation act = check_activation(activation, "activation");
     at::Tensor y = Ops::get().pointwise.call(x, weight, bias, activation);
-    const bool has_bias = bias.has_value() && bias->defined();
-    // From requires_grad, not ctx->needs_input_grad: inside a running backward pass the
-    // latter answers for that pass only, and a later (double) backward may need more.
-    const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
-    const bool need_b = has_bias && bias->requires_grad();
-    const bool recompute = needs_preactivation(act) && (need_x || need_w || need_b);
-    ctx->save_for_backward({need_w || recompute ? x : at::Tensor(),
-                            need_x || recompute ? weight : at::Tensor(),
-                            recompute && has_bias ? *bias : at::Tensor(),
-                            slope_from_output(act) ? y : at::Tensor()});
+    const bool has_bias = save_single_stage(ctx, x, weight, bias, act, y);
     ctx->saved_data["activation"] = activation_name(activation);
     ctx->saved_data["has_bias"] = has_bias;
     return y;
