@@ -43,19 +43,21 @@ def run_gradcheck(op, case):
     assert torch.autograd.gradcheck(fn, tuple(leaves[i] for i in wrt))
 
 
-def params(op):
+def params(op, always_bias=False):
+    """Cases per geometry and activation(s); the strided geometry runs without its last
+    bias unless always_bias."""
     out = []
     geometries = {"pointwise": ["plain", "strided"]}.get(op, list(GEOMETRIES))
     for geometry in geometries:
+        bias = always_bias or geometry != "strided"
         if op == "separable":
             for dw_act, pw_act in SEPARABLE_ACTIVATIONS:
                 case = {**GEOMETRIES[geometry], **COMMON, "dw_activation": dw_act,
-                        "pw_activation": pw_act, "dw_bias": True, "pw_bias": geometry != "strided"}
+                        "pw_activation": pw_act, "dw_bias": True, "pw_bias": bias}
                 out.append(pytest.param(case, id=f"{geometry}-{dw_act}-{pw_act}"))
         else:
             for act in ACTIVATIONS:
-                case = {**GEOMETRIES[geometry], **COMMON, "activation": act,
-                        "bias": geometry != "strided"}
+                case = {**GEOMETRIES[geometry], **COMMON, "activation": act, "bias": bias}
                 out.append(pytest.param(case, id=f"{geometry}-{act}"))
     return out
 

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 import dsconv_ext as dse
 from _ref import ACTIVATIONS, KINKS, OPS
-from test_gradcheck import COMMON, GEOMETRIES, SEPARABLE_ACTIVATIONS, smooth_inputs
+from test_gradcheck import params as gradcheck_params
+from test_gradcheck import smooth_inputs
 
 ops = torch.ops.dsconv
 f64 = torch.float64
@@ -101,19 +102,7 @@ def run_gradgradcheck(op, case):
 
 
 def params(op):
-    geometries = {"pointwise": ["plain", "strided"]}.get(op, list(GEOMETRIES))
-    out = []
-    for geometry in geometries:
-        if op == "separable":
-            for dw_act, pw_act in SEPARABLE_ACTIVATIONS:
-                case = {**GEOMETRIES[geometry], **COMMON, "dw_activation": dw_act,
-                        "pw_activation": pw_act, "dw_bias": True, "pw_bias": geometry != "strided"}
-                out.append(pytest.param(case, id=f"{geometry}-{dw_act}-{pw_act}"))
-        else:
-            for act in ACTIVATIONS:
-                case = {**GEOMETRIES[geometry], **COMMON, "activation": act, "bias": True}
-                out.append(pytest.param(case, id=f"{geometry}-{act}"))
-    return out
+    return gradcheck_params(op, always_bias=True)
 
 
 @pytest.mark.parametrize("case", params("depthwise"))
