@@ -69,6 +69,15 @@ def _from_conv_check(cls_name: str, conv: nn.Module, expected: str):
                          + (why or f"it is {kind}"))
 
 
+
+def _bias_activation_repr(module) -> str:
+    """The extra_repr tail shared by the single-stage modules."""
+    s = ", bias=False" if module.bias is None else ""
+    if module.activation is not None:
+        s += f", activation={module.activation!r}"
+    return s
+
+
 class DepthwiseConv2d(nn.Module):
     """`activation(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation,
     groups=in_channels)(x))`, computed by `dsconv_ext.depthwise`.
@@ -118,11 +127,7 @@ class DepthwiseConv2d(nn.Module):
             s += f", padding={self.padding!r}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
-        if self.bias is None:
-            s += ", bias=False"
-        if self.activation is not None:
-            s += f", activation={self.activation!r}"
-        return s
+        return s + _bias_activation_repr(self)
 
     @classmethod
     def from_modules(cls, conv: nn.Conv2d, bn: Optional[nn.Module] = None,
@@ -175,11 +180,7 @@ class PointwiseConv2d(nn.Module):
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}"
-        if self.bias is None:
-            s += ", bias=False"
-        if self.activation is not None:
-            s += f", activation={self.activation!r}"
-        return s
+        return s + _bias_activation_repr(self)
 
     @classmethod
     def from_modules(cls, conv: nn.Conv2d, bn: Optional[nn.Module] = None,
