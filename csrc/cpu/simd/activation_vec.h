@@ -3,7 +3,7 @@
 #pragma once
 #include "../activation.h"
 
-namespace dsconv::x86 {
+namespace dsconv::simd {
 
 template <class V>
 inline typename V::reg activate(Activation act, typename V::reg v) {
@@ -22,4 +22,4 @@ inline typename V::reg activate(Activation act, typename V::reg v) {
   return v;
 }
 
-}  // namespace dsconv::x86
+}  // namespace dsconv::simd

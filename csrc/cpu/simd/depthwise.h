@@ -14,7 +14,7 @@
 #include "../shapes.h"
 #include "activation_vec.h"
 
-namespace dsconv::x86 {
+namespace dsconv::simd {
 
 // Free functions here are `static`: this header is compiled once per ISA, and internal
 // linkage keeps each ISA's copy apart.
@@ -440,4 +440,4 @@ struct Depthwise {
   }
 };
 
-}  // namespace dsconv::x86
+}  // namespace dsconv::simd

@@ -9,7 +9,7 @@
 
 #include "activation_vec.h"
 
-namespace dsconv::x86 {
+namespace dsconv::simd {
 
 struct TileBias {
   const float* per_row = nullptr;     // one value per row of C
@@ -82,4 +82,4 @@ inline void gemm_tile(int mr, int64_t K, const float* A, int64_t a_rs, int64_t a
   }
 }
 
-}  // namespace dsconv::x86
+}  // namespace dsconv::simd

@@ -1,4 +1,4 @@
-// Defines the named kernels of one x86 ISA (see kernels.def) from the templates in this
+// Defines the named kernels of one SIMD ISA (see kernels.def) from the templates in this
 // folder. Expanded once per ISA file, after that file's target pragma, so each ISA is
 // compiled for its own instruction set while the code exists once.
 #pragma once
@@ -6,7 +6,7 @@
 #include "depthwise.h"
 #include "pointwise.h"
 
-#define DSCONV_X86_KERNELS(isa, Dw, Gemm, tile)                                               \
+#define DSCONV_SIMD_KERNELS(isa, Dw, Gemm, tile)                                               \
   int64_t pack_dw_taps_major_f32_##isa(const DwShape& s, const float* w, float* out) {        \
     return Dw::pack_taps_major(s, w, out);                                                    \
   }                                                                                           \

@@ -13,7 +13,7 @@
 #include "../shapes.h"
 #include "gemm_tile.h"
 
-namespace dsconv::x86 {
+namespace dsconv::simd {
 
 // Pixel rows of X (Cin floats each) that fit in about half of L2 with the B panel.
 constexpr int64_t kPointwiseBlockBytes = 128 * 1024;
@@ -140,4 +140,4 @@ struct Pointwise {
   }
 };
 
-}  // namespace dsconv::x86
+}  // namespace dsconv::simd

@@ -1,4 +1,4 @@
-// The AVX2+FMA kernel set: instances of the templates in this folder, compiled for
+// The AVX2+FMA kernel set: instances of the templates in csrc/cpu/simd, compiled for
 // AVX2 only here (the rest of the library stays baseline x86-64). Registered in
 // csrc/cpu/kernels.def; dispatch runs them only on CPUs that have AVX2 and FMA.
 #if defined(__x86_64__)
@@ -16,14 +16,14 @@
 #pragma GCC target("avx2,fma")
 
 #include "vec_avx2.h"
-#include "kernel_set.h"
+#include "../simd/kernel_set.h"
 
 namespace dsconv {
 
-using DwAvx2 = x86::Depthwise<x86::Avx2>;
-using Gemm6x16Avx2 = x86::Pointwise<x86::Avx2, 6, 2>;
+using DwAvx2 = simd::Depthwise<x86::Avx2>;
+using Gemm6x16Avx2 = simd::Pointwise<x86::Avx2, 6, 2>;
 
-DSCONV_X86_KERNELS(avx2, DwAvx2, Gemm6x16Avx2, 6x16)
+DSCONV_SIMD_KERNELS(avx2, DwAvx2, Gemm6x16Avx2, 6x16)
 
 }  // namespace dsconv
 

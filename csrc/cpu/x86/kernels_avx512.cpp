@@ -1,4 +1,4 @@
-// The AVX-512 kernel set: instances of the templates in this folder, compiled for
+// The AVX-512 kernel set: instances of the templates in csrc/cpu/simd, compiled for
 // AVX-512 only here (the rest of the library stays baseline x86-64). Registered in
 // csrc/cpu/kernels.def; dispatch runs them only on CPUs that have AVX-512 F, BW, VL and DQ.
 #if defined(__x86_64__)
@@ -16,14 +16,14 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")
 
 #include "vec_avx512.h"
-#include "kernel_set.h"
+#include "../simd/kernel_set.h"
 
 namespace dsconv {
 
-using DwAvx512 = x86::Depthwise<x86::Avx512>;
-using Gemm8x32Avx512 = x86::Pointwise<x86::Avx512, 8, 2>;
+using DwAvx512 = simd::Depthwise<x86::Avx512>;
+using Gemm8x32Avx512 = simd::Pointwise<x86::Avx512, 8, 2>;
 
-DSCONV_X86_KERNELS(avx512, DwAvx512, Gemm8x32Avx512, 8x32)
+DSCONV_SIMD_KERNELS(avx512, DwAvx512, Gemm8x32Avx512, 8x32)
 
 }  // namespace dsconv
 

@@ -1,5 +1,5 @@
 // 8-lane float vector for AVX2+FMA. Include only from a file compiled for that target
-// (kernels_avx2.cpp); the kernel templates in this folder are written against this API.
+// (kernels_avx2.cpp); the kernel templates in csrc/cpu/simd are written against this API.
 #pragma once
 #include <immintrin.h>
 
