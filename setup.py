@@ -6,6 +6,7 @@ runs under), so when `import torch` fails here we add the target environment's
 site-packages to sys.path and import its torch.
 """
 import os
+import platform
 import shutil
 import sys
 import sysconfig
@@ -40,6 +41,16 @@ def sources(folder, suffix):
     return sorted(str(p.relative_to(ROOT)) for p in (ROOT / folder).rglob("*" + suffix))
 
 
+# Each architecture's kernel folder under csrc/cpu is compiled only on that architecture.
+ARCH_FOLDERS = {"x86_64": "x86", "amd64": "x86", "aarch64": "arm", "arm64": "arm"}
+
+
+def cpu_sources():
+    own = ARCH_FOLDERS.get(platform.machine().lower())
+    foreign = {f"csrc/cpu/{f}/" for f in set(ARCH_FOLDERS.values()) - {own}}
+    return [p for p in sources("csrc/cpu", ".cpp") if not p.startswith(tuple(foreign))]
+
+
 def want_cuda():
     # CUDA kernels are built only when this torch has CUDA and nvcc is on hand.
     if os.environ.get("DSCONV_NO_CUDA") == "1" or torch.version.cuda is None:
@@ -54,7 +65,7 @@ def extension():
     if os.environ.get("DSCONV_SANITIZE") == "1":
         san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
         cxx, link = cxx[1:] + san, link + san
-    cpp = sources("csrc/ops", ".cpp") + sources("csrc/cpu", ".cpp")
+    cpp = sources("csrc/ops", ".cpp") + cpu_sources()
     cu = sources("csrc/cuda", ".cu") if want_cuda() else []
     if cu:
         return CUDAExtension("dsconv_ext._C", cpp + cu,
