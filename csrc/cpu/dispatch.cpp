@@ -41,15 +41,19 @@ bool runs_under(Isa kernel, Isa active) {
 
 std::atomic<int> g_active{-1};
 
-bool matches(const KernelEntry& e, const KernelQuery& q, Isa active) {
+}  // namespace
+
+bool kernel_serves(const KernelEntry& e, const KernelQuery& q) {
   auto any_or = [](int want, int64_t have) { return want == 0 || want == have; };
-  return e.op == q.op && e.dtype == q.dtype && runs_under(e.isa, active) &&
+  return e.op == q.op && e.dtype == q.dtype &&
          (e.layout < 0 || e.layout == static_cast<int>(q.layout)) &&
          any_or(e.kernel_h, q.kernel_h) && any_or(e.kernel_w, q.kernel_w) &&
          any_or(e.stride_h, q.stride_h) && any_or(e.stride_w, q.stride_w) &&
          any_or(e.dilation, q.dilation_h) && any_or(e.dilation, q.dilation_w) &&
          any_or(e.multiplier, q.multiplier);
 }
+
+namespace {
 
 constexpr int any = -1;
 constexpr int nchw = static_cast<int>(Layout::nchw);
@@ -141,7 +145,7 @@ const KernelEntry* kernel_registry(int* count) {
 const KernelEntry* select_kernel(const KernelQuery& query) {
   const Isa active = active_isa();
   for (const KernelEntry& e : kRegistry) {
-    if (matches(e, query, active)) {
+    if (runs_under(e.isa, active) && kernel_serves(e, query)) {
       if (!t_record.empty()) t_record += '+';
       t_record += e.name;
       return &e;

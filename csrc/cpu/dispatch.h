@@ -55,6 +55,9 @@ struct KernelQuery {
 
 const KernelEntry* kernel_registry(int* count);
 
+// Whether `entry` computes `query` (op, dtype, layout, geometry), whatever the active ISA.
+bool kernel_serves(const KernelEntry& entry, const KernelQuery& query);
+
 // The first registered kernel the active ISA runs that matches the query (never null:
 // the scalar reference matches everything). Also appends its name to this thread's
 // record of the current call (see last_kernels).

@@ -11,6 +11,17 @@ namespace dsconv {
 // vectorized kernels are registered for one layout.
 enum class Layout : int { nchw, nhwc };
 
+// Element strides (n, c, h, w) of a dense [n, c, h, w] tensor in `layout`. The ops layer
+// computes them from the sizes, not from the tensor: a contiguous tensor may carry
+// arbitrary strides on size-1 dimensions, which the pixel flattening of pointwise cannot use.
+struct Strides {
+  int64_t n, c, h, w;
+};
+inline Strides dense_strides(int64_t c, int64_t h, int64_t w, Layout layout) {
+  if (layout == Layout::nhwc) return {h * w * c, 1, w * c, c};
+  return {c * h * w, h * w, w, 1};
+}
+
 struct DwShape {
   int64_t batch, channels, multiplier;  // output channels = channels * multiplier
   int64_t in_h, in_w, out_h, out_w;

@@ -22,17 +22,6 @@ inline at::MemoryFormat memory_format(Layout layout) {
   return layout == Layout::nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
 }
 
-// Element strides (n, c, h, w) of a dense [n, c, h, w] tensor in `layout`. Computed from
-// the sizes, not read from the tensor: a contiguous tensor may carry arbitrary strides on
-// size-1 dimensions, which the pixel flattening of pointwise cannot use.
-struct Strides {
-  int64_t n, c, h, w;
-};
-inline Strides dense_strides(int64_t c, int64_t h, int64_t w, Layout layout) {
-  if (layout == Layout::nhwc) return {h * w * c, 1, w * c, c};
-  return {c * h * w, h * w, w, 1};
-}
-
 inline DwShape make_dw_shape(int64_t batch, int64_t channels, int64_t multiplier, int64_t in_h,
                              int64_t in_w, const Geometry& g, Activation act, Layout layout) {
   const Strides xs = dense_strides(channels, in_h, in_w, layout);

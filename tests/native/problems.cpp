@@ -1,0 +1,217 @@
+#include "problems.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <initializer_list>
+
+namespace dsconv::native {
+namespace {
+
+constexpr int kChannels = 33, kWidths = 17;
+const int64_t kHeights[] = {1, 3, 5, 7, 9};
+const Activation kActivations[] = {Activation::none, Activation::relu, Activation::relu6,
+                                   Activation::hardswish};
+
+std::vector<int64_t> fixed_or(int fixed, std::initializer_list<int64_t> options) {
+  if (fixed != 0) return {fixed};
+  return options;
+}
+
+std::vector<Layout> layouts_of(const KernelEntry& e) {
+  if (e.layout < 0) return {Layout::nchw, Layout::nhwc};
+  return {static_cast<Layout>(e.layout)};
+}
+
+template <typename T>
+const T& pick(const std::vector<T>& v, Rng& rng) {
+  return v[static_cast<size_t>(rng.below(static_cast<int64_t>(v.size())))];
+}
+
+struct DwGeometry {
+  int64_t kh, kw, sh, sw, dil, mult;
+};
+
+std::vector<DwGeometry> dw_geometries(const KernelEntry& e) {
+  std::vector<std::pair<int64_t, int64_t>> kernels;
+  if (e.kernel_h != 0 && e.kernel_w != 0) {
+    kernels = {{e.kernel_h, e.kernel_w}};
+  } else {
+    kernels = {{1, 1}, {3, 3}, {2, 3}, {3, 1}, {5, 5}, {1, 7}, {7, 7}};
+  }
+  std::vector<DwGeometry> out;
+  for (auto [kh, kw] : kernels) {
+    for (int64_t sh : fixed_or(e.stride_h, {1, 2, 3})) {
+      for (int64_t sw : fixed_or(e.stride_w, {1, 2, 3})) {
+        for (int64_t dil : fixed_or(e.dilation, {1, 2})) {
+          for (int64_t mult : fixed_or(e.multiplier, {1, 2, 3})) out.push_back({kh, kw, sh, sw, dil, mult});
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// Padding modes: none, "same" (symmetric), and lopsided (all on the top/left plus one
+// on the bottom/right), so border columns and rows appear on one side only.
+void pads_for(int mode, int64_t span, int64_t* before, int64_t* after) {
+  *before = mode == 0 ? 0 : mode == 1 ? span / 2 : span;
+  *after = mode == 0 ? 0 : mode == 1 ? span / 2 : 1;
+}
+
+// The problem of op for this geometry and sizes; false when the kernel does not fit the
+// padded input.
+bool make_dw(Op op, const DwGeometry& g, int64_t batch, int64_t channels, int64_t in_h,
+             int64_t in_w, int pad_mode, Layout layout, Activation act, bool bias, Problem* p) {
+  const int64_t span_h = g.dil * (g.kh - 1), span_w = g.dil * (g.kw - 1);
+  int64_t pt, pb, pl, pr;
+  pads_for(pad_mode, span_h, &pt, &pb);
+  pads_for(pad_mode, span_w, &pl, &pr);
+  if (in_h + pt + pb < span_h + 1 || in_w + pl + pr < span_w + 1) return false;
+  const int64_t out_h = (in_h + pt + pb - span_h - 1) / g.sh + 1;
+  const int64_t out_w = (in_w + pl + pr - span_w - 1) / g.sw + 1;
+  const int64_t cm = channels * g.mult;
+  const Strides xs = dense_strides(channels, in_h, in_w, layout);
+  const Strides ys = dense_strides(cm, out_h, out_w, layout);
+  const bool forward = op == Op::dw_forward;
+  p->op = op;
+  p->dw = DwShape{batch, channels, g.mult, in_h, in_w, out_h, out_w, g.kh, g.kw, g.sh, g.sw, pt, pl,
+                  g.dil, g.dil, xs.n, xs.c, xs.h, xs.w, ys.n, ys.c, ys.h, ys.w,
+                  forward ? act : Activation::none, layout};
+  p->bias = forward && bias;
+  const int64_t x_size = batch * xs.n, y_size = batch * ys.n, w_size = cm * g.kh * g.kw;
+  if (op == Op::dw_forward) {
+    p->a_size = x_size, p->b_size = w_size, p->c_size = cm, p->out_size = y_size;
+    p->images = batch, p->image_stride = ys.n, p->units = out_h, p->unit_stride = ys.h;
+  } else if (op == Op::dw_backward_input) {
+    p->a_size = y_size, p->b_size = w_size, p->out_size = x_size;
+    p->images = batch, p->image_stride = xs.n, p->units = in_h, p->unit_stride = xs.h;
+  } else {
+    p->a_size = y_size, p->b_size = x_size, p->out_size = w_size;
+    p->units = cm, p->unit_stride = g.kh * g.kw;
+  }
+  char text[200];
+  std::snprintf(text, sizeof text,
+                "N=%lld C=%lld M=%lld %lldx%lld k=%lldx%lld s=%lldx%lld d=%lld pad=%lld,%lld,%lld,%lld %s%s%s%s",
+                (long long)batch, (long long)channels, (long long)g.mult, (long long)in_h,
+                (long long)in_w, (long long)g.kh, (long long)g.kw, (long long)g.sh, (long long)g.sw,
+                (long long)g.dil, (long long)pt, (long long)pb, (long long)pl, (long long)pr,
+                layout == Layout::nhwc ? "nhwc" : "nchw", forward ? " " : "",
+                forward ? activation_label(act) : "", p->bias ? " bias" : "");
+  p->text = text;
+  return true;
+}
+
+std::vector<Problem> dw_problems(const KernelEntry& e) {
+  const std::vector<DwGeometry> geometries = dw_geometries(e);
+  const std::vector<Layout> layouts = layouts_of(e);
+  const std::vector<int64_t> heights(std::begin(kHeights), std::end(kHeights));
+  const std::vector<Activation> acts(std::begin(kActivations), std::end(kActivations));
+  std::vector<Problem> out;
+  Rng rng(0x5eed);
+  Problem p;
+  // Every channel count against every width, the rest drawn.
+  for (int64_t c = 1; c <= kChannels; ++c) {
+    for (int64_t w = 1; w <= kWidths; ++w) {
+      const DwGeometry& g = pick(geometries, rng);
+      const int pad_mode = static_cast<int>((c + w) % 3);
+      if (make_dw(e.op, g, 1 + (c + w) % 2, c, pick(heights, rng), w, pad_mode, pick(layouts, rng),
+                  pick(acts, rng), rng.below(4) != 0, &p)) {
+        out.push_back(p);
+      }
+    }
+  }
+  // Every geometry with each padding mode and layout, sizes drawn.
+  for (const DwGeometry& g : geometries) {
+    for (int pad_mode = 0; pad_mode < 3; ++pad_mode) {
+      for (Layout layout : layouts) {
+        const int64_t c = 1 + rng.below(kChannels);
+        const int64_t w = 1 + rng.below(kWidths);
+        if (make_dw(e.op, g, 2, c, pick(heights, rng) + 2, w, pad_mode, layout, pick(acts, rng),
+                    rng.below(4) != 0, &p)) {
+          out.push_back(p);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+void make_pw(Op op, int64_t batch, int64_t cin, int64_t cout, int64_t h, int64_t w, Layout layout,
+             Activation act, bool bias, Problem* p) {
+  const Strides xs = dense_strides(cin, h, w, layout), ys = dense_strides(cout, h, w, layout);
+  const bool forward = op == Op::pw_forward;
+  p->op = op;
+  p->pw = PwShape{batch, cin, cout, h * w, xs.n, xs.c, xs.w, ys.n, ys.c, ys.w,
+                  forward ? act : Activation::none, layout};
+  p->bias = forward && bias;
+  if (forward) {
+    p->a_size = batch * xs.n, p->b_size = cout * cin, p->c_size = cout, p->out_size = batch * ys.n;
+    p->images = batch, p->image_stride = ys.n, p->units = h * w, p->unit_stride = ys.w;
+  } else {
+    p->a_size = batch * ys.n, p->b_size = batch * xs.n, p->out_size = cout * cin;
+    p->units = cout, p->unit_stride = cin;
+  }
+  char text[160];
+  std::snprintf(text, sizeof text, "N=%lld Cin=%lld Cout=%lld %lldx%lld %s%s%s%s", (long long)batch,
+                (long long)cin, (long long)cout, (long long)h, (long long)w,
+                layout == Layout::nhwc ? "nhwc" : "nchw", forward ? " " : "",
+                forward ? activation_label(act) : "", p->bias ? " bias" : "");
+  p->text = text;
+}
+
+std::vector<Problem> pw_problems(const KernelEntry& e) {
+  const std::vector<Layout> layouts = layouts_of(e);
+  const std::vector<Activation> acts(std::begin(kActivations), std::end(kActivations));
+  const std::vector<int64_t> couts = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 40, 64};
+  std::vector<Problem> out;
+  Rng rng(0x9e7);
+  Problem p;
+  // Every input channel count against every pixel count (an odd-height image when it
+  // has a factor), output channels drawn.
+  for (int64_t cin = 1; cin <= kChannels; ++cin) {
+    for (int64_t pixels = 1; pixels <= kWidths; ++pixels) {
+      const int64_t h = pixels % 3 == 0 ? 3 : 1;
+      make_pw(e.op, 1 + (cin + pixels) % 2, cin, pick(couts, rng), h, pixels / h, pick(layouts, rng),
+              pick(acts, rng), rng.below(4) != 0, &p);
+      out.push_back(p);
+    }
+  }
+  // Larger shapes: several K blocks (K = channels forward, pixels for the weight
+  // gradient), several pixel blocks, partial tiles everywhere.
+  struct Big {
+    int64_t batch, cin, cout, h, w;
+  };
+  for (const Big& b : {Big{1, 256, 8, 3, 3}, Big{1, 257, 17, 13, 10}, Big{2, 300, 20, 15, 10},
+                       Big{2, 64, 70, 3, 11}, Big{1, 513, 9, 1, 17}, Big{2, 8, 12, 15, 20},
+                       Big{1, 33, 17, 17, 17}}) {
+    for (Layout layout : layouts) {
+      for (Activation act : acts) {
+        make_pw(e.op, b.batch, b.cin, b.cout, b.h, b.w, layout, act, true, &p);
+        out.push_back(p);
+        if (e.op != Op::pw_forward) break;  // activation and bias do not apply
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+const char* activation_label(Activation act) {
+  int count = 0;
+  return activation_names(&count)[static_cast<int>(act)];
+}
+
+std::vector<Problem> problems_for(const KernelEntry& entry) {
+  std::vector<Problem> all = entry.op == Op::pw_forward || entry.op == Op::pw_backward_weight
+                                 ? pw_problems(entry)
+                                 : dw_problems(entry);
+  // Only what the entry claims (its query must match), e.g. a layout or multiplier limit.
+  std::vector<Problem> out;
+  for (Problem& p : all) {
+    if (kernel_serves(entry, p.query(entry.dtype))) out.push_back(std::move(p));
+  }
+  return out;
+}
+
+}  // namespace dsconv::native
