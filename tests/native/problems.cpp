@@ -112,10 +112,15 @@ std::vector<Problem> dw_problems(const KernelEntry& e) {
   // Every channel count against every width, the rest drawn.
   for (int64_t c = 1; c <= kChannels; ++c) {
     for (int64_t w = 1; w <= kWidths; ++w) {
+      // One draw per statement: argument evaluation order differs between compilers, and
+      // the cases must be the same on every host.
       const DwGeometry& g = pick(geometries, rng);
       const int pad_mode = static_cast<int>((c + w) % 3);
-      if (make_dw(e.op, g, 1 + (c + w) % 2, c, pick(heights, rng), w, pad_mode, pick(layouts, rng),
-                  pick(acts, rng), rng.below(4) != 0, &p)) {
+      const int64_t h = pick(heights, rng);
+      const Layout layout = pick(layouts, rng);
+      const Activation act = pick(acts, rng);
+      const bool bias = rng.below(4) != 0;
+      if (make_dw(e.op, g, 1 + (c + w) % 2, c, h, w, pad_mode, layout, act, bias, &p)) {
         out.push_back(p);
       }
     }
@@ -126,8 +131,10 @@ std::vector<Problem> dw_problems(const KernelEntry& e) {
       for (Layout layout : layouts) {
         const int64_t c = 1 + rng.below(kChannels);
         const int64_t w = 1 + rng.below(kWidths);
-        if (make_dw(e.op, g, 2, c, pick(heights, rng) + 2, w, pad_mode, layout, pick(acts, rng),
-                    rng.below(4) != 0, &p)) {
+        const int64_t h = pick(heights, rng) + 2;
+        const Activation act = pick(acts, rng);
+        const bool bias = rng.below(4) != 0;
+        if (make_dw(e.op, g, 2, c, h, w, pad_mode, layout, act, bias, &p)) {
           out.push_back(p);
         }
       }
@@ -171,8 +178,11 @@ std::vector<Problem> pw_problems(const KernelEntry& e) {
   for (int64_t cin = 1; cin <= kChannels; ++cin) {
     for (int64_t pixels = 1; pixels <= kWidths; ++pixels) {
       const int64_t h = pixels % 3 == 0 ? 3 : 1;
-      make_pw(e.op, 1 + (cin + pixels) % 2, cin, pick(couts, rng), h, pixels / h, pick(layouts, rng),
-              pick(acts, rng), rng.below(4) != 0, &p);
+      const int64_t cout = pick(couts, rng);
+      const Layout layout = pick(layouts, rng);
+      const Activation act = pick(acts, rng);
+      const bool bias = rng.below(4) != 0;
+      make_pw(e.op, 1 + (cin + pixels) % 2, cin, cout, h, pixels / h, layout, act, bias, &p);
       out.push_back(p);
     }
   }
