@@ -9,14 +9,34 @@
 
 namespace dsconv {
 
-// Bytes of intermediate a tile may hold. One output row is the minimum tile, so the
-// scratch per tile is max(kSeparableTileBytes, one intermediate row).
+// Bytes of intermediate a tile holds by default: it stays in L2 next to the pointwise
+// weights.
 constexpr int64_t kSeparableTileBytes = 64 * 1024;
+// Each tile streams the whole pointwise weight through the GEMM once, so a tile must have
+// enough pixels to amortize that: at least kSeparableMinTilePixels when the weight does not
+// fit in L2 (NHWC, where the weight is the GEMM's B operand) and always in NCHW (where the
+// weight is the A operand and pixels are the vector dimension), as far as
+// kSeparableMaxTileBytes allows.
+constexpr int64_t kSeparableLargeWeightBytes = 256 * 1024;
+constexpr int64_t kSeparableMinTilePixels = 64;
+constexpr int64_t kSeparableMaxTileBytes = 256 * 1024;
 
+// Output rows per tile, so a tile holds at most max(kSeparableMaxTileBytes, one
+// intermediate row). With fewer images than `min_tiles` (the thread count) images are cut
+// into at least that many tiles, so every thread gets work. The tiling never changes
+// results: each output element is computed the same way in any tile.
 template <typename T>
-int64_t separable_tile_rows(const DwShape& dw) {
+int64_t separable_tile_rows(const DwShape& dw, int64_t pw_out_channels, int64_t min_tiles) {
   const int64_t row_bytes = std::max<int64_t>(1, dw.out_w * dw.out_channels() * int64_t(sizeof(T)));
-  return std::max<int64_t>(1, std::min<int64_t>(dw.out_h, kSeparableTileBytes / row_bytes));
+  const int64_t weight_bytes = dw.out_channels() * pw_out_channels * int64_t(sizeof(T));
+  int64_t rows = kSeparableTileBytes / row_bytes;
+  if (dw.layout == Layout::nchw || weight_bytes > kSeparableLargeWeightBytes) {
+    const int64_t rows_for_pixels = (kSeparableMinTilePixels + dw.out_w - 1) / std::max<int64_t>(1, dw.out_w);
+    rows = std::max(rows, std::min(rows_for_pixels, kSeparableMaxTileBytes / row_bytes));
+  }
+  const int64_t tiles_per_image = (std::max<int64_t>(1, min_tiles) + dw.batch - 1) / std::max<int64_t>(1, dw.batch);
+  rows = std::min(rows, (dw.out_h + tiles_per_image - 1) / tiles_per_image);
+  return std::max<int64_t>(1, std::min(dw.out_h, rows));
 }
 
 // Output rows [oh_begin, oh_end) of one image. `dw` describes the depthwise stage with
