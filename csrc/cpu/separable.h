@@ -1,6 +1,6 @@
 // The fused depthwise -> pointwise driver, generic over the two microkernels it is given.
 // For a tile of output rows it runs depthwise into a caller-owned scratch tile (sized by
-// separable_tile_rows, so it stays in cache), then pointwise from that tile into the
+// separable_tiles_per_image, so it stays in cache), then pointwise from that tile into the
 // output: the intermediate tensor never exists in memory.
 #pragma once
 #include <algorithm>
@@ -21,12 +21,13 @@ constexpr int64_t kSeparableLargeWeightBytes = 256 * 1024;
 constexpr int64_t kSeparableMinTilePixels = 64;
 constexpr int64_t kSeparableMaxTileBytes = 256 * 1024;
 
-// Output rows per tile, so a tile holds at most max(kSeparableMaxTileBytes, one
-// intermediate row). With fewer images than `min_tiles` (the thread count) images are cut
-// into at least that many tiles, so every thread gets work. The tiling never changes
-// results: each output element is computed the same way in any tile.
+// Row tiles per image. A tile holds at most max(kSeparableMaxTileBytes, one intermediate
+// row). The count is raised until the batch's tiles split evenly over `threads` (each tile
+// has out_h / tiles rows, give or take one, see separable_tile_begin), so threads finish
+// together. Tiling never changes results: each output element is computed the same way
+// in any tile.
 template <typename T>
-int64_t separable_tile_rows(const DwShape& dw, int64_t pw_out_channels, int64_t min_tiles) {
+int64_t separable_tiles_per_image(const DwShape& dw, int64_t pw_out_channels, int64_t threads) {
   const int64_t row_bytes = std::max<int64_t>(1, dw.out_w * dw.out_channels() * int64_t(sizeof(T)));
   const int64_t weight_bytes = dw.out_channels() * pw_out_channels * int64_t(sizeof(T));
   int64_t rows = kSeparableTileBytes / row_bytes;
@@ -34,10 +35,16 @@ int64_t separable_tile_rows(const DwShape& dw, int64_t pw_out_channels, int64_t 
     const int64_t rows_for_pixels = (kSeparableMinTilePixels + dw.out_w - 1) / std::max<int64_t>(1, dw.out_w);
     rows = std::max(rows, std::min(rows_for_pixels, kSeparableMaxTileBytes / row_bytes));
   }
-  const int64_t tiles_per_image = (std::max<int64_t>(1, min_tiles) + dw.batch - 1) / std::max<int64_t>(1, dw.batch);
-  rows = std::min(rows, (dw.out_h + tiles_per_image - 1) / tiles_per_image);
-  return std::max<int64_t>(1, std::min(dw.out_h, rows));
+  rows = std::max<int64_t>(1, std::min(dw.out_h, rows));
+  int64_t tiles = (dw.out_h + rows - 1) / rows;
+  for (int64_t t = tiles; threads > 1 && t <= dw.out_h; ++t) {
+    if (dw.batch * t % threads == 0) return t;
+  }
+  return tiles;
 }
+
+// First output row of tile t of `tiles` (tile t ends where tile t + 1 begins).
+inline int64_t separable_tile_begin(int64_t t, int64_t tiles, int64_t out_h) { return t * out_h / tiles; }
 
 // Output rows [oh_begin, oh_end) of one image. `dw` describes the depthwise stage with
 // the real input strides (its y strides are ignored); `pw` the pointwise stage with the

@@ -1,7 +1,7 @@
 // CPU implementation of dsconv::separable: depthwise -> bias -> act -> pointwise -> bias
 // -> act in one pass over row tiles (csrc/cpu/separable.h); the depthwise output lives
 // only in a per-thread tile of at most max(256 KiB, one intermediate row)
-// (separable_tile_rows).
+// (separable_tiles_per_image).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
@@ -72,9 +72,9 @@ at::Tensor separable_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
     const scalar_t* bdw = call.bias.defined() ? call.bias.const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* bpwp = bpw.defined() ? bpw.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    const int64_t tile_rows =
-        separable_tile_rows<scalar_t>(dw, pw.out_channels, at::get_num_threads());
-    const int64_t tiles_per_image = (dw.out_h + tile_rows - 1) / tile_rows;
+    const int64_t tiles_per_image =
+        separable_tiles_per_image<scalar_t>(dw, pw.out_channels, at::get_num_threads());
+    const int64_t tile_rows = (dw.out_h + tiles_per_image - 1) / tiles_per_image;  // the most
     const int64_t tile_work = tile_rows * dw.out_w * dw.out_channels() *
                               (dw.kernel_h * dw.kernel_w + pw.out_channels);
     at::parallel_for(0, dw.batch * tiles_per_image, grain_for(tile_work), [&](int64_t begin,
@@ -83,8 +83,8 @@ at::Tensor separable_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
       scalar_t* tile = buffer.get(tile_rows * dw.out_w * dw.out_channels());
       for (int64_t t = begin; t < end; ++t) {
         const int64_t n = t / tiles_per_image;
-        const int64_t r0 = (t % tiles_per_image) * tile_rows;
-        const int64_t r1 = std::min(dw.out_h, r0 + tile_rows);
+        const int64_t r0 = separable_tile_begin(t % tiles_per_image, tiles_per_image, dw.out_h);
+        const int64_t r1 = separable_tile_begin(t % tiles_per_image + 1, tiles_per_image, dw.out_h);
         separable_forward_rows<scalar_t>(dw, pw, dw_kernel, pw_kernel, xp + n * dw.x_ns, wdw, bdw,
                                          wpwp, bpwp, yp + n * pw.y_ns + r0 * dw.out_w * pw.y_ps,
                                          r0, r1, tile);
