@@ -26,17 +26,24 @@ struct Pointwise {
   // padded. NHWC uses panels of NR (the B operand), NCHW panels of MR (the A operand).
   static int64_t pack_panels(const PwShape& s, const float* w, float* out, int64_t rows) {
     const int64_t panels = (s.out_channels + rows - 1) / rows;
+    const int64_t K = s.in_channels;
     if (out != nullptr) {
+      // Blocks of kPackK inputs: rows of w are read contiguously and the block of the panel
+      // they fill stays in L1 (w is repacked on every call when it has no version counter).
+      constexpr int64_t kPackK = 64;
       for (int64_t p = 0; p < panels; ++p) {
-        for (int64_t k = 0; k < s.in_channels; ++k) {
+        float* panel = out + p * K * rows;
+        for (int64_t k0 = 0; k0 < K; k0 += kPackK) {
+          const int64_t k1 = std::min(K, k0 + kPackK);
           for (int64_t r = 0; r < rows; ++r) {
             const int64_t co = p * rows + r;
-            out[(p * s.in_channels + k) * rows + r] = co < s.out_channels ? w[co * s.in_channels + k] : 0.f;
+            const float* src = w + co * K;
+            for (int64_t k = k0; k < k1; ++k) panel[k * rows + r] = co < s.out_channels ? src[k] : 0.f;
           }
         }
       }
     }
-    return panels * s.in_channels * rows;
+    return panels * K * rows;
   }
   static int64_t pack_nhwc(const PwShape& s, const float* w, float* out) { return pack_panels(s, w, out, NR); }
   static int64_t pack_nchw(const PwShape& s, const float* w, float* out) { return pack_panels(s, w, out, MR); }
