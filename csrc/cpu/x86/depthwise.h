@@ -514,12 +514,21 @@ struct Depthwise {
           }
         }
       };
+      // Each channel's rows are a new stream for the hardware prefetcher: ask for them early.
+      auto prefetch_rows = [&](int64_t c) {
+        const int64_t ih_lo = std::max<int64_t>(0, r_lo * S), ih_hi = std::min(s.in_h, r_hi * S + S);
+        for (int64_t ih = ih_lo; ih < ih_hi; ++ih) {
+          const float* row = x + c * s.x_cs + ih * s.x_hs;
+          for (int64_t b = 0; b < s.in_w; b += 16) __builtin_prefetch(row + b);
+        }
+      };
       const int64_t f_begin = oh_a * OW, f_end = oh_b * OW, count = f_end - f_begin;
       float* const y_chunk = y + (oh_a - oh_begin) * s.y_hs;
       if (s.channels > 0) build(0, window_storage.data());
       for (int64_t c = 0; c < s.channels; ++c) {
         const float* buf = window_storage.data() + (c % 2) * window;
         if (c + 1 < s.channels) build(c + 1, window_storage.data() + ((c + 1) % 2) * window);
+        if (c + 2 < s.channels) prefetch_rows(c + 2);
         const float* src[TAPS];  // src[t][f]: the input tap t of output element f reads
         for (int t = 0; t < TAPS; ++t) src[t] = buf + sub_of[t] * sub_floats - r_lo * OW + off[t];
         for (int64_t oc = c * s.multiplier; oc < (c + 1) * s.multiplier; ++oc) {
