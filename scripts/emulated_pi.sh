@@ -39,8 +39,11 @@ step() { echo "== $1: $((SECONDS - step_start)) s"; step_start=$SECONDS; }
 
 # Runs a command in the arm64 root, in /src (a copy of this tree); settings go first through
 # env: "${IN_PI[@]}" env MAX_JOBS=1 pip ...
+# QEMU_CPU: a Raspberry Pi 5 core (Cortex-A76, Armv8.2). A Pi 4 (Cortex-A72, Armv8.0) cannot
+# import the torch 2.10.0 wheel (SIGILL, pytorch/pytorch#176993), and qemu's default "max" CPU
+# dies with SIGILL inside ATen's convolution.
 IN_PI=(chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/opt/venv/bin:/usr/bin:/bin LANG=C.UTF-8
-       /bin/sh -c 'cd /src && exec "$@"' in_pi)
+       QEMU_CPU=cortex-a76 /bin/sh -c 'cd /src && exec "$@"' in_pi)
 BINFMT=/proc/sys/fs/binfmt_misc
 cleanup=()
 on_exit() {
