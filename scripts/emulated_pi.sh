@@ -11,7 +11,8 @@
 # made). proot, the unprivileged alternative, cannot run gcc here: Debian 12's proot does
 # not translate the statx/faccessat2 calls that gcc's driver uses to find cc1plus.
 #
-# Usage: bash scripts/emulated_pi.sh [--build-timeout SECONDS] [-- pytest args]
+# Usage: bash scripts/emulated_pi.sh [--build-timeout SECONDS] [--no-build] [-- pytest args]
+#   --no-build   test the dsconv_ext already installed in the root (from an earlier run)
 # Cache (root and wheels, reused by later runs): $DSCONV_PI_DIR (default /var/tmp/dsconv-pi).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ MIRROR=${DSCONV_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # From 2.11 the aarch64 wheels on PyPI are CUDA builds of several GB; 2.10.0 is CPU-only.
 TORCH=2.10.0
 BUILD_TIMEOUT=5400
+BUILD=1
 # Smoke subset: the kernel-set tests, the first three grid cases of each forward and
 # gradient test on the NEON kernels (vs ATen), and the converter on a MobileNet block.
 SMOKE=(tests/test_isa.py tests/test_forward.py tests/test_grad.py tests/test_convert.py -q -p no:cacheprovider
@@ -29,8 +31,9 @@ SMOKE=(tests/test_isa.py tests/test_forward.py tests/test_grad.py tests/test_con
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-timeout) BUILD_TIMEOUT=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
     --) shift; SMOKE=("$@"); break ;;
-    *) echo "usage: $0 [--build-timeout SECONDS] [-- pytest args]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--build-timeout SECONDS] [--no-build] [-- pytest args]" >&2; exit 2 ;;
   esac
 done
 
@@ -117,22 +120,24 @@ if ! "${IN_PI[@]}" /opt/venv/bin/python -c "import torch" 2>/dev/null; then
   step "venv with torch $TORCH (under qemu)"
 fi
 
-# A fresh copy of the tree (tracked and untracked, not ignored, files).
-rm -rf "$ROOT/src" && mkdir -p "$ROOT/src"
-git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$ROOT/src"
-"${IN_PI[@]}" uname -m
-"${IN_PI[@]}" python -c "import platform, torch; print('python', platform.python_version(), 'torch', torch.__version__)"
-step "copied the tree; import torch (under qemu)"
+if [ "$BUILD" = 1 ]; then
+  # A fresh copy of the tree (tracked and untracked, not ignored, files).
+  rm -rf "$ROOT/src" && mkdir -p "$ROOT/src"
+  git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$ROOT/src"
+  "${IN_PI[@]}" uname -m
+  "${IN_PI[@]}" python -c "import platform, torch; print('python', platform.python_version(), 'torch', torch.__version__)"
+  step "copied the tree; import torch (under qemu)"
 
-# The same command a Pi user runs (README), one compiler job (the emulated compiler
-# needs ~1 GB per job).
-# c++ is an alternatives link that only package configuration creates: name g++ instead.
-timeout "$BUILD_TIMEOUT" "${IN_PI[@]}" env MAX_JOBS=1 CXX=g++ CC=gcc \
-  pip install --no-build-isolation --no-deps -v . \
-  > "$DIR/build.log" 2>&1 ||
-  { rc=$?; tail -30 "$DIR/build.log"; step "pip install . FAILED (exit $rc; log $DIR/build.log)"; exit "$rc"; }
-grep -E "^\[[0-9]+/[0-9]+\]" "$DIR/build.log" | tail -3 || true
-step "pip install . (under qemu)"
+  # The same command a Pi user runs (README), one compiler job (the emulated compiler
+  # needs ~1 GB per job).
+  # c++ is an alternatives link that only package configuration creates: name g++ instead.
+  timeout "$BUILD_TIMEOUT" "${IN_PI[@]}" env MAX_JOBS=1 CXX=g++ CC=gcc \
+    pip install --no-build-isolation --no-deps -v . \
+    > "$DIR/build.log" 2>&1 ||
+    { rc=$?; tail -30 "$DIR/build.log"; step "pip install . FAILED (exit $rc; log $DIR/build.log)"; exit "$rc"; }
+  grep -E "^ *\[[0-9]+/[0-9]+\]" "$DIR/build.log" | tail -3 || true
+  step "pip install . (under qemu)"
+fi
 
 "${IN_PI[@]}" sh -c 'cd /tmp && python -c "import dsconv_ext as d; print(\"cpu_capability:\", d.cpu_capability())"'
 "${IN_PI[@]}" pytest "${SMOKE[@]}"
