@@ -57,7 +57,7 @@ trap on_exit EXIT
 # Mounts (and schedules the unmount of) `mount ARGS... TARGET`.
 mount_for_run() {
   mount "$@"
-  cleanup+=("umount '${*: -1}'")
+  cleanup+=("umount '${*: -1}' || umount --lazy '${*: -1}'")  # lazy: a straggler still inside
 }
 enter_root() {
   if [ ! -e "$BINFMT/register" ]; then mount_for_run -t binfmt_misc binfmt_misc "$BINFMT"; fi
