@@ -28,7 +28,7 @@ DepthwiseCall prepare_depthwise(const at::Tensor& x, const at::Tensor& weight,
   const Geometry g = check_geometry(x.size(2), x.size(3), weight.size(2), weight.size(3),
                                     weight_name, stride, padding, dilation);
   const int64_t channels = x.size(1);
-  const int64_t multiplier = channels == 0 ? 1 : weight.size(0) / channels;
+  const int64_t multiplier = dw_multiplier(channels, weight.size(0));
   const Layout layout = layout_of(x);
   return DepthwiseCall{make_dw_shape(x.size(0), channels, multiplier, x.size(2), x.size(3), g, act,
                                      layout),
@@ -75,17 +75,10 @@ at::Tensor depthwise_backward_input_cpu(const at::Tensor& grad_out, const at::Te
                                         at::IntArrayRef input_size, at::IntArrayRef stride,
                                         at::IntArrayRef padding, at::IntArrayRef dilation) {
   clear_kernel_record();
-  check_input(grad_out, "grad_out");
-  TORCH_CHECK_VALUE(input_size.size() == 4, "input_size must be [N, C, H, W], got ", input_size);
-  for (int64_t d : input_size) {
-    TORCH_CHECK_VALUE(d >= 0, "input_size must be non-negative, got ", input_size);
-  }
+  const Geometry g =
+      check_dw_backward_input(grad_out, weight, input_size, stride, padding, dilation);
   const int64_t channels = input_size[1];
-  check_dw_weight(weight, "weight", channels, grad_out, "grad_out");
-  const Geometry g = check_geometry(input_size[2], input_size[3], weight.size(2), weight.size(3),
-                                    "weight", stride, padding, dilation);
-  check_grad_out_shape(grad_out, {input_size[0], weight.size(0), g.out_h, g.out_w});
-  const int64_t multiplier = channels == 0 ? 1 : weight.size(0) / channels;
+  const int64_t multiplier = dw_multiplier(channels, weight.size(0));
   // Stride 1, multiplier 1: the input gradient is a depthwise convolution of grad_out with
   // the flipped kernel and the complementary padding, so it runs the forward kernels.
   const int64_t span_h = g.dilation_h * (g.kernel_h - 1), span_w = g.dilation_w * (g.kernel_w - 1);
@@ -124,21 +117,9 @@ at::Tensor depthwise_backward_weight_cpu(const at::Tensor& grad_out, const at::T
                                          at::IntArrayRef weight_size, at::IntArrayRef stride,
                                          at::IntArrayRef padding, at::IntArrayRef dilation) {
   clear_kernel_record();
-  check_input(grad_out, "grad_out");
-  check_input(x, "x");
-  check_same_kind(grad_out, "grad_out", x, "x");
-  TORCH_CHECK_VALUE(weight_size.size() == 4 && weight_size[1] == 1 && weight_size[2] > 0 &&
-                        weight_size[3] > 0,
-                    "weight_size must be [C*M, 1, kh, kw] with kh, kw >= 1, got ", weight_size);
+  const Geometry g = check_dw_backward_weight(grad_out, x, weight_size, stride, padding, dilation);
   const int64_t channels = x.size(1);
   const int64_t out_channels = weight_size[0];
-  TORCH_CHECK(channels == 0 ? out_channels == 0
-                            : (out_channels >= channels && out_channels % channels == 0),
-              "weight_size[0] must be a positive multiple of the input channels C=", channels,
-              ", got ", out_channels);
-  const Geometry g = check_geometry(x.size(2), x.size(3), weight_size[2], weight_size[3],
-                                    "weight_size", stride, padding, dilation);
-  check_grad_out_shape(grad_out, {x.size(0), out_channels, g.out_h, g.out_w});
   if (grad_out.numel() == 0 || x.numel() == 0) return at::zeros(weight_size, x.options());
   const Layout layout = layout_of(x);
   const DwShape s = make_dw_shape(x.size(0), channels, out_channels / channels, x.size(2),
