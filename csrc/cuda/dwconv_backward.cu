@@ -15,7 +15,7 @@ namespace {
 constexpr int kThreads = 256;
 
 template <typename T, typename I, bool ChannelsFastest, bool UnitStride>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
     dwconv_grad_input(const DwShape s, const T* __restrict__ gy, const T* __restrict__ w,
                       T* __restrict__ gx) {
   using AccT = Acc<T>;
@@ -62,7 +62,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // KH == 0: run-time kernel size, tap blockIdx.y (grid-stride over the taps).
 template <typename T, typename I, bool ChannelsFastest, int KH, int KW>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     dwconv_grad_weight(const DwShape s, const T* __restrict__ gy, const T* __restrict__ x,
                        T* __restrict__ gw) {
   using AccT = Acc<T>;
