@@ -24,6 +24,17 @@ def _skip_reason():
 
 pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
 
+@pytest.fixture(autouse=True)
+def exact_aten():
+    """ATen's float32 convolutions and matmuls without TF32, so they are a float32 reference."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 CUDA_AXES = {op: {**axes, "dtype": DTYPES} for op, axes in AXES.items()}
 GRIDS = {op: pairwise_grid(axes, valid, seed=11) for op, axes in CUDA_AXES.items()}

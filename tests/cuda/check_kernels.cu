@@ -65,11 +65,11 @@ template <typename T> double to_double(T v) { return static_cast<double>(v); }
 template <> double to_double<__half>(__half v) { return __half2float(v); }
 template <> double to_double<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
 
-template <typename T> DType dtype_of();
-template <> DType dtype_of<float>() { return DType::f32; }
-template <> DType dtype_of<double>() { return DType::f64; }
-template <> DType dtype_of<__half>() { return DType::f16; }
-template <> DType dtype_of<__nv_bfloat16>() { return DType::bf16; }
+template <typename T> cuda::DType dtype_of();
+template <> cuda::DType dtype_of<float>() { return cuda::DType::f32; }
+template <> cuda::DType dtype_of<double>() { return cuda::DType::f64; }
+template <> cuda::DType dtype_of<__half>() { return cuda::DType::f16; }
+template <> cuda::DType dtype_of<__nv_bfloat16>() { return cuda::DType::bf16; }
 template <typename T> double tolerance() { return 1e-5; }
 template <> double tolerance<double>() { return 1e-12; }
 template <> double tolerance<__half>() { return 4e-3; }
