@@ -168,3 +168,9 @@ def test_half_mobilenet_layer(dtype):
                     dtype=dtype, out_channels=128, dw_activation="relu6", pw_activation=None,
                     dw_bias=True, pw_bias=True)
         check_forward("separable", *on_gpu(*build("separable", case, gen)), isa=None)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_converter_takes_half_convs_on_cuda(dtype):
+    from dsconv_ext._recognize import conv_kind
+    assert conv_kind(torch.nn.Conv2d(4, 4, 3, groups=4).to("cuda", dtype)) == ("depthwise", "")

@@ -15,10 +15,13 @@ namespace dsconv::ops {
 
 // The float dtypes each device's kernels implement: float32 and float64 everywhere,
 // float16 and bfloat16 too on CUDA (computed in float32).
-inline bool dtype_supported(const at::Tensor& t) {
-  const at::ScalarType s = t.scalar_type();
+inline bool dtype_supported(at::ScalarType s, c10::DeviceType device) {
   if (s == at::kFloat || s == at::kDouble) return true;
-  return t.is_cuda() && (s == at::kHalf || s == at::kBFloat16);
+  return device == c10::DeviceType::CUDA && (s == at::kHalf || s == at::kBFloat16);
+}
+
+inline bool dtype_supported(const at::Tensor& t) {
+  return dtype_supported(t.scalar_type(), t.device().type());
 }
 
 inline const char* supported_dtypes(const at::Tensor& t) {
