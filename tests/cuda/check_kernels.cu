@@ -234,8 +234,10 @@ int main() {
       {2, 4, 3, 7, 9, 3, 2, 2, 1, 0, 1, 2, 0, 1, 2, 3},       // non-square everything
       {1, 7, 1, 1, 5, 1, 3, 1, 1, 0, 0, 1, 1, 1, 1, 16},      // 1-row image
       {1, 2, 1, 6, 6, 7, 7, 1, 1, 3, 3, 3, 3, 1, 1, 1},       // 7x7 (generic), c_out 1
-      {4, 96, 1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 130},  // enough pixels for a split reduction
+      {4, 96, 1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 130},  // several GEMM tiles in M and N
       {1, 1, 1, 5, 1, 2, 1, 1, 1, 0, 1, 0, 0, 1, 1, 2},       // width 1, even kernel
+      {3, 4, 1, 48, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5},     // pw weight grad split by images
+      {1, 3, 1, 97, 95, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 6},     // ... split along pixels
   };
   const Activation acts[] = {Activation::none, Activation::relu, Activation::relu6,
                              Activation::hardswish};
