@@ -18,8 +18,6 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from dsconv_ext.fold import batch_norm_params, fold_into
-
 FUSABLE = ("relu", "relu6")
 ACTIVATION_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish",
                       nn.Hardsigmoid: "hardsigmoid"}
@@ -102,6 +100,9 @@ class _Lowering:
             self.emit(node, "act", [src], act=kind)
 
     def batch_norm(self, node, bn, arg):
+        # imported here: `python -m bench` imports dsconv_ext only after bench.env has
+        # taken the unbuilt source folder off sys.path
+        from dsconv_ext.fold import batch_norm_params, fold_into
         prev = self.producer(self.name(arg))
         if prev is None or prev.kind != "conv" or prev.act is not None or len(arg.users) != 1:
             raise NotImplementedError(f"{node.name}: BatchNorm that does not follow a conv")
