@@ -17,6 +17,8 @@ def _pyplot():
 
 
 def layer_speedups(plt, run, path):
+    from matplotlib import ticker
+
     """One panel per op: for each layer, dsconv's speedup over each peer (log scale)."""
     ops = [op for op in run["ops"] if any(r["op"] == op for r in run["rows"])]
     fig, axes = plt.subplots(len(ops), 1, figsize=(16, 3.2 * len(ops)), squeeze=False)
@@ -30,6 +32,9 @@ def layer_speedups(plt, run, path):
                    label=f"vs {PEER_NAMES[k]}")
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%gx"))
+        ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%gx"))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([f"{r['net']}:{r['id']}" for r in rows], rotation=90, fontsize=7)
         ax.set_ylabel("speedup (x)")
