@@ -167,6 +167,7 @@ def bench_nets(dse, keys, peers, threads, batch, budget, progress, notes):
         rows.append({"net": key, "label": nets.LABELS[key], "threads": threads, "batch": batch,
                      "times_us": {n: vars(s) for n, s in stats.items()},
                      "max_rel_error": errors, "kernels": kernels,
+                     "peers_ran": {n: r.what_ran() for n, r in runners.items()},
                      "spread": report.spread(stats)})
         progress.advance(f"{threads} thr b{batch} {nets.LABELS[key]}")
     return rows
@@ -250,7 +251,8 @@ def main(argv=None):
         print()
         report.print_table(report.NET_TITLE, report.NET_COLUMNS, report.net_cells(net_rows))
         for r in net_rows[:len(args.nets)]:
-            print(f"dsconv kernels, {r['label']}: {', '.join(r['kernels'])}")
+            print(f"{r['label']}: dsconv kernels {', '.join(r['kernels'])}; "
+                  + "; ".join(f"{n}: {what}" for n, what in r["peers_ran"].items()))
         note = report.noise_note(net_rows, "label")
         if note:
             print(note)

@@ -199,6 +199,13 @@ class LiteRT:
         self.in_index = self.interpreter.get_input_details()[0]["index"]
         self.out_index = self.interpreter.get_output_details()[0]["index"]
 
+    def what_ran(self):
+        """How many XNNPACK delegate partitions the graph became (1: XNNPACK runs all of it,
+        when every op is one it supports)."""
+        ops = self.interpreter._get_ops_details()
+        parts = sum(op["op_name"] == "DELEGATE" for op in ops)
+        return f"{parts} XNNPACK partition(s) over {len(ops) - parts} ops"
+
     def set_input(self, x):
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 4:

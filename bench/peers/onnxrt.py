@@ -106,6 +106,9 @@ class OnnxRuntime:
         self.feed = None
         self.result = None
 
+    def what_ran(self):
+        return f"providers {', '.join(self.session.get_providers())}"
+
     def set_input(self, x):
         self.feed = {self.input: np.ascontiguousarray(x, dtype=np.float32)}
 
