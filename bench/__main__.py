@@ -186,6 +186,8 @@ def header_lines(dse, meta, peers, peak):
             "intra_op_num_threads (ORT, spinning off), Interpreter(num_threads) (LiteRT)",
             "timing: fp32, inference_mode; warm-up, then interleaved reps (A B C A B C), "
             "median and p10/p90; spread = worst (p90-p10)/median",
+            "one rep: a PyTorch call on the prepared input (output allocated); ORT "
+            "session.run; LiteRT invoke() (input copied in once, before timing)",
             *machine.describe(peak)]
 
 
