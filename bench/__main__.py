@@ -22,8 +22,10 @@ from .timing import measure
 # Per variant and case: run ~min_time seconds or max_reps reps, whichever comes first.
 BUDGETS = {"quick": {"min_time": 0.02, "max_reps": 100, "warmup_time": 0.01, "min_reps": 5},
            "full": {"min_time": 0.2, "max_reps": 1000, "warmup_time": 0.05, "min_reps": 5}}
-NET_BUDGETS = {"quick": {"min_time": 0.25, "max_reps": 50, "warmup_time": 0.05, "min_reps": 5},
-               "full": {"min_time": 2.0, "max_reps": 500, "warmup_time": 0.3, "min_reps": 10}}
+NET_BUDGETS = {"quick": {"min_time": 0.25, "max_reps": 50, "warmup_time": 0.05, "min_reps": 5,
+                         "rounds": 5},
+               "full": {"min_time": 2.0, "max_reps": 500, "warmup_time": 0.3, "min_reps": 10,
+                        "rounds": 10}}
 NET_TOL = 1e-3  # whole networks: max error relative to max |logit|
 
 
@@ -184,8 +186,9 @@ def header_lines(dse, meta, peers, peak):
             *(p.version() for p in peers),
             "threads: torch.set_num_threads (ATen and dsconv_ext), SessionOptions."
             "intra_op_num_threads (ORT, spinning off), Interpreter(num_threads) (LiteRT)",
-            "timing: fp32, inference_mode; warm-up, then interleaved reps (A B C A B C), "
-            "median and p10/p90; spread = worst (p90-p10)/median",
+            "timing: fp32, inference_mode; warm-up, then interleaved rounds "
+            "(A A B B C C, A A B B C C, ...; the first call of each variant in a round untimed),"
+            " median and p10/p90; spread = worst (p90-p10)/median",
             "one rep: a PyTorch call on the prepared input (output allocated); ORT "
             "session.run; LiteRT invoke() (input copied in once, before timing)",
             *machine.describe(peak)]

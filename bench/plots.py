@@ -47,20 +47,25 @@ def layer_speedups(plt, run, path):
 
 
 def net_latency(plt, rows, path):
-    """Grouped bars: one group per (network, threads, batch), one bar per runtime."""
-    groups = [f"{r['label']}\n{r['threads']} thr, b{r['batch']}" for r in rows]
+    """One panel per thread count: grouped bars, one group per (network, batch), one bar per
+    runtime."""
+    threads = sorted({r["threads"] for r in rows})
     present = [(k, name) for k, name in RUNTIMES if any(k in r["times_us"] for r in rows)]
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(rows)), 4.5))
+    per_panel = max(sum(r["threads"] == t for r in rows) for t in threads)
+    fig, axes = plt.subplots(1, len(threads), squeeze=False,
+                             figsize=(max(6, 2.2 * per_panel) * len(threads), 4.5))
     width = 0.8 / len(present)
-    for i, (k, name) in enumerate(present):
-        xs = [j + (i - (len(present) - 1) / 2) * width for j in range(len(rows))]
-        ax.bar(xs, [r["times_us"][k]["median_us"] / 1e3 if k in r["times_us"] else float("nan")
-                    for r in rows], width, label=name)
-    ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels(groups, fontsize=8)
-    ax.set_ylabel("median latency (ms, lower is better)")
-    ax.set_title("Whole networks at 224x224, fp32 CPU")
-    ax.legend(fontsize=8, ncol=3)
+    for ax, t in zip(axes[0], threads):
+        sel = [r for r in rows if r["threads"] == t]
+        for i, (k, name) in enumerate(present):
+            xs = [j + (i - (len(present) - 1) / 2) * width for j in range(len(sel))]
+            ax.bar(xs, [r["times_us"][k]["median_us"] / 1e3 if k in r["times_us"]
+                        else float("nan") for r in sel], width, label=name)
+        ax.set_xticks(range(len(sel)))
+        ax.set_xticklabels([f"{r['label']}\nbatch {r['batch']}" for r in sel], fontsize=8)
+        ax.set_ylabel("median latency (ms, lower is better)")
+        ax.set_title(f"Whole networks at 224x224, fp32, {t} thread(s)", fontsize=10)
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
