@@ -65,6 +65,7 @@ class _Lowering:
     def __init__(self, gm):
         self.gm = gm
         self.modules = dict(gm.named_modules())
+        self.nodes = {n.name: n for n in gm.graph.nodes}
         self.ops: List[Op] = []
         self.alias: Dict[str, str] = {}  # value -> the value it is (identity ops)
         self.shapes: Dict[str, Tuple[int, ...]] = {}
@@ -88,11 +89,18 @@ class _Lowering:
     def same(self, node, arg):
         self.alias[node.name] = self.name(arg)
 
+    def only_user(self, value, node):
+        """Whether `node` is the one consumer of `value`, through identity ops only."""
+        users = list(self.nodes[value].users)
+        while len(users) == 1 and users[0] is not node and users[0].name in self.alias:
+            users = list(users[0].users)
+        return users == [node]
+
     def activation(self, node, kind, arg):
         src = self.name(arg)
         prev = self.producer(src)
         fusable = (kind in FUSABLE and prev is not None and prev.act is None
-                   and prev.kind in ("conv", "linear", "add") and len(arg.users) == 1)
+                   and prev.kind in ("conv", "linear", "add") and self.only_user(src, node))
         if fusable:
             prev.act = kind
             self.same(node, arg)
@@ -103,8 +111,10 @@ class _Lowering:
         # imported here: `python -m bench` imports dsconv_ext only after bench.env has
         # taken the unbuilt source folder off sys.path
         from dsconv_ext.fold import batch_norm_params, fold_into
-        prev = self.producer(self.name(arg))
-        if prev is None or prev.kind != "conv" or prev.act is not None or len(arg.users) != 1:
+        src = self.name(arg)
+        prev = self.producer(src)
+        if (prev is None or prev.kind != "conv" or prev.act is not None
+                or not self.only_user(src, node)):
             raise NotImplementedError(f"{node.name}: BatchNorm that does not follow a conv")
         w, b = fold_into(torch.from_numpy(prev.weight),
                          None if prev.bias is None else torch.from_numpy(prev.bias),

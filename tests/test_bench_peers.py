@@ -84,6 +84,40 @@ def test_peer_keeps_4d_layout(peer):
         np.testing.assert_allclose(runner.output(), model(x).numpy(), rtol=1e-4, atol=1e-5)
 
 
+class SharedConv(nn.Module):
+    """A conv whose output is used twice (through an identity): ReLU must not be fused."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.drop = nn.Dropout()
+
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.relu(self.drop(y)) + y
+
+
+def test_lower_fuses_only_single_use():
+    x = torch.randn(1, 4, 6, 6)
+    ops = lower(SharedConv().eval(), x).ops
+    assert [(op.kind, op.act) for op in ops] == [("conv", None), ("act", "relu"), ("add", None)]
+    model = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.Dropout(), nn.ReLU6()).eval()
+    assert [(op.kind, op.act) for op in lower(model, x).ops] == [("conv", "relu6")]
+
+
+@pytest.mark.parametrize("peer", PEERS, ids=lambda p: p.name)
+def test_peer_shared_value(peer):
+    missing = peer.available()
+    if missing:
+        pytest.skip(missing)
+    model, x = SharedConv().eval(), torch.randn(1, 4, 6, 6)
+    runner = peer(lower(model, x), threads=1)
+    runner.set_input(x.numpy())
+    runner.run()
+    with torch.no_grad():
+        np.testing.assert_allclose(runner.output(), model(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_lower_rejects_unsupported():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sigmoid()).eval()
     with pytest.raises(NotImplementedError, match="Sigmoid"):
