@@ -194,7 +194,7 @@ def write_results(out_dir, meta, layer_runs, net_rows):
     (out_dir / "results.json").write_text(json.dumps(
         {"meta": meta, "layer_runs": layer_runs, "nets": net_rows}, indent=1, default=str))
     md = ["# dsconv_ext CPU latency vs ATen, ONNX Runtime and LiteRT", ""]
-    md += [f"- {line}" for line in meta["header"]] + [""]
+    md += [f"- {line.strip()}" for line in meta["header"]] + [""]
     if net_rows:
         md += [render_markdown(NET_TITLE, NET_COLUMNS, net_cells(net_rows)), ""]
         note = noise_note(net_rows, "label")
