@@ -23,7 +23,8 @@ ACT_NAMES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish"}
 def model_layers(name):
     """Counter of ('dw', C, H, k, s, act) and ('pw', C_in, H, C_out, act) over the model's
     conv -> BN -> (act) sequences, H being the conv's input size."""
-    model = dse.models.MODELS[name]().eval()
+    with torch.device("meta"):  # shapes only: nothing is computed
+        model = dse.models.MODELS[name]().eval()
     found = Counter()
     hooks = []
     for seq in model.modules():
@@ -40,7 +41,7 @@ def model_layers(name):
                 found[("pw", mod.in_channels, h, mod.out_channels, act)] += 1
         hooks.append(conv.register_forward_hook(hook))
     with torch.no_grad():
-        model(torch.zeros(1, 3, 224, 224))
+        model(torch.zeros(1, 3, 224, 224, device="meta"))
     return found
 
 
