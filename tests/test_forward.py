@@ -81,6 +81,15 @@ LARGE = {
     "separable": dict(kernel=5, stride=2, padding=2, dilation=1, multiplier=2, batch=3,
                       hw=(65, 66), channels=32, out_channels=24, dw_activation="relu",
                       pw_activation=None, dw_bias=True, pw_bias=True),
+    # C_in over the GEMM's K block (256), not a multiple of it; C_out ends in a narrow
+    # edge tile.
+    "pointwise-deep-k": dict(batch=2, hw=(5, 7), channels=300, out_channels=37,
+                             activation="relu", bias=True),
+    # Pointwise weight over 256 KiB: tiles grow to 64 pixels, cut again for the threads.
+    "separable-large-weight": dict(kernel=3, stride=1, padding=1, dilation=1, multiplier=1,
+                                   batch=1, hw=(9, 10), channels=280, out_channels=260,
+                                   dw_activation="relu6", pw_activation="hardswish",
+                                   dw_bias=True, pw_bias=False),
     # One intermediate row is larger than the 64 KiB tile budget: one-row tiles.
     "separable-wide-rows": dict(kernel=3, stride=1, padding=1, dilation=1, multiplier=2, batch=2,
                                 hw=(3, 40), channels=256, out_channels=4, dw_activation="hardswish",
@@ -107,3 +116,24 @@ def test_large_split_across_threads(isa, many_threads, name, layout, dtype):
     tensors, kwargs = build(op, case, gen)
     check_forward(op, tensors, kwargs, isa)
     check_grads(op, tensors, kwargs, tuple(i for i, t in enumerate(tensors) if t is not None), gen)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("name", sorted(LARGE))
+def test_thread_count_keeps_results_bitwise(isa, name, layout):
+    # Tiles depend on the thread count; the arithmetic of each output element must not.
+    op = name.split("-")[0]
+    case = {**LARGE[name], "layout": layout, "weights": "contiguous", "dtype": torch.float32}
+    tensors, kwargs = build(op, case, torch.Generator().manual_seed(6))
+    fn = getattr(dse, op)
+    previous = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3, 4):
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                results.append(fn(*tensors, **kwargs))
+    finally:
+        torch.set_num_threads(previous)
+    for threads, y in zip((2, 3, 4), results[1:]):
+        assert torch.equal(y, results[0]), f"{threads} threads differ from 1"

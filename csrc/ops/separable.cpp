@@ -1,6 +1,7 @@
 // CPU implementation of dsconv::separable: depthwise -> bias -> act -> pointwise -> bias
-// -> act in one pass over row tiles (csrc/cpu/separable.h); the depthwise output lives
-// only in a per-thread tile of at most max(64 KiB, one intermediate row).
+// -> act in one pass over tiles of output pixels (csrc/cpu/separable.h); the depthwise output lives
+// only in a per-thread tile of at most max(256 KiB, one intermediate row) plus
+// one row (separable_tiling).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
@@ -17,6 +18,24 @@
 
 namespace dsconv::ops {
 namespace {
+
+// A tile of up to 2 * kSeparableMaxTileBytes (the budget plus a row) lives in a per-thread
+// buffer kept between calls (a call neither allocates nor clears it); a larger one (very
+// wide intermediate rows) is allocated for the call.
+template <typename T>
+struct TileBuffer {
+  std::vector<T> large;
+  T* get(int64_t elements) {
+    const size_t n = static_cast<size_t>(elements);
+    if (n * sizeof(T) > static_cast<size_t>(2 * kSeparableMaxTileBytes)) {
+      large.resize(n);
+      return large.data();
+    }
+    thread_local std::vector<T> kept;
+    if (kept.size() < n) kept.resize(n);
+    return kept.data();
+  }
+};
 
 at::Tensor separable_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
                          const at::Tensor& pw_weight, const std::optional<at::Tensor>& dw_bias,
@@ -52,20 +71,19 @@ at::Tensor separable_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
     const scalar_t* bdw = call.bias.defined() ? call.bias.const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* bpwp = bpw.defined() ? bpw.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    const int64_t tile_rows = separable_tile_rows<scalar_t>(dw);
-    const int64_t tiles_per_image = (dw.out_h + tile_rows - 1) / tile_rows;
-    const int64_t tile_work = tile_rows * dw.out_w * dw.out_channels() *
+    const SeparableTiling tiling =
+        separable_tiling<scalar_t>(dw, pw.out_channels, at::get_num_threads());
+    const int64_t tile_work = tiling.max_rows * dw.out_w * dw.out_channels() *
                               (dw.kernel_h * dw.kernel_w + pw.out_channels);
-    at::parallel_for(0, dw.batch * tiles_per_image, grain_for(tile_work), [&](int64_t begin,
-                                                                              int64_t end) {
-      std::vector<scalar_t> tile(tile_rows * dw.out_w * dw.out_channels());
+    at::parallel_for(0, dw.batch * tiling.tiles, grain_for(tile_work), [&](int64_t begin,
+                                                                           int64_t end) {
+      TileBuffer<scalar_t> buffer;
+      scalar_t* tile = buffer.get(tiling.max_rows * dw.out_w * dw.out_channels());
       for (int64_t t = begin; t < end; ++t) {
-        const int64_t n = t / tiles_per_image;
-        const int64_t r0 = (t % tiles_per_image) * tile_rows;
-        const int64_t r1 = std::min(dw.out_h, r0 + tile_rows);
-        separable_forward_rows<scalar_t>(dw, pw, dw_kernel, pw_kernel, xp + n * dw.x_ns, wdw, bdw,
-                                         wpwp, bpwp, yp + n * pw.y_ns + r0 * dw.out_w * pw.y_ps,
-                                         r0, r1, tile.data());
+        const int64_t n = t / tiling.tiles, i = t % tiling.tiles;
+        separable_forward_tile<scalar_t>(dw, pw, dw_kernel, pw_kernel, xp + n * dw.x_ns, wdw, bdw,
+                                         wpwp, bpwp, yp + n * pw.y_ns, tiling.begin(i),
+                                         tiling.begin(i + 1), tile);
       }
     });
   });

@@ -9,6 +9,8 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "../shapes.h"
@@ -279,24 +281,25 @@ struct Depthwise {
     return V::gather(p, SW > 0 ? SW : sw);
   }
 
-  // Copies n floats (vector loads and stores; rows here are short, a memcpy call per row
-  // would cost more than the copy).
-  static void copy_floats(const float* src, float* dst, int64_t n) {
-    int64_t i = 0;
-    for (; i + N <= n; i += N) V::store(dst + i, V::load(src + i));
-    if (i < n) {
-      const auto m = V::mask(static_cast<int>(n - i));
-      V::store(dst + i, V::load(src + i, m), m);
-    }
+  // Lanes row[from .. from + N), zero where the index falls outside [0, n): an unmasked
+  // load inside the row, a masked one at its ends.
+  static reg load_row_part(const float* row, int64_t from, int64_t n) {
+    if (from >= 0 && from + N <= n) return V::load(row + from);
+    const int lo = static_cast<int>(std::clamp<int64_t>(-from, 0, N));
+    const int hi = static_cast<int>(std::clamp<int64_t>(n - from, 0, N));
+    return lo < hi ? V::load(row + from, V::mask_range(lo, hi)) : V::zero();
   }
 
   // Fixed kernel size and column stride, in the manner of ncnn: the input rows a call
   // needs are copied, one channel at a time, into a zero-padded per-thread buffer, so every
   // output vector runs the same unmasked loop (taps broadcast into registers, two output
-  // vectors in flight); only the last partial vector of a row stores with a mask. For
-  // stride 2 each buffered row is split into its even and odd columns, so every tap reads
-  // one contiguous vector instead of deinterleaving two. The copy is one read and write per
-  // input element, against KH*KW FMAs per output element.
+  // vectors in flight). For stride 2 each buffered row is split into its even and odd
+  // columns, so every tap reads one contiguous vector instead of deinterleaving two. The
+  // copy (one read and write per input element, against KH*KW FMAs per output element) is
+  // made straight from the input with range-masked loads and full stores, one channel
+  // ahead of the computation, so the computation's loads never wait on those stores. When
+  // output rows are contiguous, a row's last vector is stored whole (the next row's store
+  // overwrites the spill) unless it would spill past the range.
   template <int KH, int KW, int SW>
   static void forward_nchw_fixed(const DwShape& s, const float* x, const float* w, const float* bias,
                                  float* y, int64_t oh_begin, int64_t oh_end) {
@@ -309,75 +312,255 @@ struct Depthwise {
     // stride 2 stores column b at (b % 2) * plane + b / 2. Output vector ow, tap j reads
     // padded columns ow*SW + j*dw onward.
     const int64_t span = out_w_vec * SW + (KW - 1) * dw;  // padded columns read
-    // Stride 2 splits rows 2N columns at a time (load_even of the row and of the row
-    // shifted by one), so both the staging row and the planes are rounded up to that.
-    const int64_t split_span = (span + 2 * N - 1) / (2 * N) * (2 * N);
-    const int64_t plane = split_span / 2;
-    const int64_t width = SW == 1 ? span : 2 * plane;
-    thread_local std::vector<float> buffer_storage, row_storage;
-    buffer_storage.resize(static_cast<size_t>(rows * width));
-    if (SW == 2) row_storage.assign(static_cast<size_t>(split_span + 2 * N), 0.f);
-    float* const buffer = buffer_storage.data();
-    float* const padded_row = row_storage.data();
+    // Stride 2: columns per parity; room for every column read and for the whole input row
+    // (the deinterleaving stores write up to (pad_left + in_w) / 2 + N).
+    const int64_t plane = (std::max(span, s.pad_left + s.in_w + 2 * N) + 2 * N - 1) / (2 * N) * N;
+    const int64_t width = SW == 1 ? (span + N - 1) / N * N : 2 * plane;
+    const int64_t channel_floats = rows * width;
+    thread_local std::vector<float> buffer_storage;
+    buffer_storage.resize(static_cast<size_t>(2 * channel_floats));
     // Where tap column j of output vector ow starts in a buffered row.
     auto tap_column = [&](int64_t ow, int64_t j) {
       const int64_t col = j * dw;
       return SW == 1 ? ow + col : (col % 2) * plane + ow + col / 2;
     };
-    int64_t buffered_channel = -1;
-    for (int64_t oc = 0; oc < s.out_channels(); ++oc) {
-      const int64_t c = oc / s.multiplier;
-      if (c != buffered_channel) {  // pad this input channel's rows into the buffer
-        const float* xc = x + c * s.x_cs;
-        for (int64_t r = 0; r < rows; ++r) {
-          float* dst = SW == 1 ? buffer + r * width : padded_row;
-          const int64_t ih = row0 + r;
-          const int64_t lead = std::min(span, s.pad_left);
-          const int64_t copy = ih < 0 || ih >= s.in_h ? 0 : std::min(s.in_w, span - lead);
-          std::fill(dst, dst + lead, 0.f);
-          copy_floats(xc + ih * s.x_hs, dst + lead, copy);
-          std::fill(dst + lead + copy, dst + span, 0.f);
-          if (SW == 2) {
-            float* even = buffer + r * width;
-            float* odd = even + plane;
-            for (int64_t b = 0; b < split_span; b += 2 * N) {
-              V::store(even + b / 2, V::load_even(padded_row + b));
-              V::store(odd + b / 2, V::load_even(padded_row + b + 1));
+    auto fill_channel = [&](int64_t c, float* dst) {
+      const float* xc = x + c * s.x_cs;
+      for (int64_t r = 0; r < rows; ++r, dst += width) {
+        const int64_t ih = row0 + r;
+        if (ih < 0 || ih >= s.in_h) {
+          for (int64_t b = 0; b < width; b += N) V::store(dst + b, V::zero());
+          continue;
+        }
+        const float* row = xc + ih * s.x_hs;
+        if constexpr (SW == 1) {
+          for (int64_t b = 0; b < width; b += N) V::store(dst + b, load_row_part(row, b - s.pad_left, s.in_w));
+        } else {
+          // Padded column b = input column b - pad_left goes to parity (b % 2), index b / 2:
+          // input column m lands at parity (m + pad_left) % 2, index (m + pad_left) / 2. The
+          // row is deinterleaved 2N input columns at a time and stored at those offsets (the
+          // zero lanes past the input's end fall on padding or on columns stored next).
+          for (int64_t b = 0; b < width; b += N) V::store(dst + b, V::zero());
+          const int64_t to_even = s.pad_left / 2, to_odd = (s.pad_left + 1) / 2;  // index of input column 0 / 1
+          float* even_input = dst + (s.pad_left % 2) * plane;      // plane holding input columns 0, 2, 4, ...
+          float* odd_input = dst + ((s.pad_left + 1) % 2) * plane;  // plane holding input columns 1, 3, 5, ...
+          for (int64_t m = 0; m < s.in_w; m += 2 * N) {
+            const reg lo = load_row_part(row, m, s.in_w), hi = load_row_part(row, m + N, s.in_w);
+            V::store(even_input + to_even + m / 2, V::even_lanes(lo, hi));
+            V::store(odd_input + to_odd + m / 2, V::odd_lanes(lo, hi));
+          }
+        }
+      }
+    };
+    const bool rows_contiguous = s.y_hs == s.out_w;
+    const int64_t mult = s.multiplier;
+    if (s.channels > 0) fill_channel(0, buffer_storage.data());
+    for (int64_t c = 0; c < s.channels; ++c) {
+      const float* buffer = buffer_storage.data() + (c % 2) * channel_floats;
+      if (c + 1 < s.channels) fill_channel(c + 1, buffer_storage.data() + ((c + 1) % 2) * channel_floats);
+      for (int64_t oc = c * mult; oc < (c + 1) * mult; ++oc) {
+        reg taps[KH * KW];
+        for (int t = 0; t < KH * KW; ++t) taps[t] = V::set1(w[oc * KH * KW + t]);
+        const reg b = V::set1(bias ? bias[oc] : 0.f);
+        for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+          const float* base = buffer + (oh - oh_begin) * s.stride_h * width;
+          float* out = y + (oh - oh_begin) * s.y_hs + oc * s.y_cs;
+          int64_t ow = 0;
+          for (; ow + 2 * N <= s.out_w; ow += 2 * N) {
+            reg acc0 = b, acc1 = b;
+#pragma GCC unroll 25
+            for (int t = 0; t < KH * KW; ++t) {
+              const float* p = base + (t / KW) * dh * width + tap_column(ow, t % KW);
+              acc0 = V::fma(V::load(p), taps[t], acc0);
+              acc1 = V::fma(V::load(p + N), taps[t], acc1);
+            }
+            V::store(out + ow, activate<V>(s.activation, acc0));
+            V::store(out + ow + N, activate<V>(s.activation, acc1));
+          }
+          for (; ow < s.out_w; ow += N) {
+            reg acc = b;
+#pragma GCC unroll 25
+            for (int t = 0; t < KH * KW; ++t) {
+              acc = V::fma(V::load(base + (t / KW) * dh * width + tap_column(ow, t % KW)), taps[t], acc);
+            }
+            acc = activate<V>(s.activation, acc);
+            // A whole store may spill into the rows after this one (stored later) if it stays
+            // within the range.
+            if (ow + N <= s.out_w || (rows_contiguous && ow + N <= (oh_end - oh) * s.out_w)) {
+              V::store(out + ow, acc);
+            } else {
+              V::store(out + ow, acc, V::mask(static_cast<int>(s.out_w - ow)));
             }
           }
         }
-        buffered_channel = c;
       }
-      reg taps[KH * KW];
-      for (int t = 0; t < KH * KW; ++t) taps[t] = V::set1(w[oc * KH * KW + t]);
-      const reg b = V::set1(bias ? bias[oc] : 0.f);
-      for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
-        const float* base = buffer + (oh - oh_begin) * s.stride_h * width;
-        float* out = y + (oh - oh_begin) * s.y_hs + oc * s.y_cs;
-        int64_t ow = 0;
-        for (; ow + 2 * N <= s.out_w; ow += 2 * N) {
-          reg acc0 = b, acc1 = b;
-#pragma GCC unroll 25
-          for (int t = 0; t < KH * KW; ++t) {
-            const float* p = base + (t / KW) * dh * width + tap_column(ow, t % KW);
-            acc0 = V::fma(V::load(p), taps[t], acc0);
-            acc1 = V::fma(V::load(p + N), taps[t], acc1);
-          }
-          V::store(out + ow, activate<V>(s.activation, acc0));
-          V::store(out + ow + N, activate<V>(s.activation, acc1));
+    }
+  }
+
+  // ---- NCHW, flat: stride S in {1, 2} with out_w >= in_w / S (as with 'same' padding) ----
+  //
+  // Split the input plane into S*S sub-images by row and column parity, sub-image (p, q)
+  // holding x[S*r + p][S*k + q] at r * out_w + k (its row pitch is the output's). Then tap
+  // (i, j) of output element f = oh * out_w + ow reads sub-image (a % S, b % S) at
+  // f + (a / S) * out_w + b / S, with a = i*dh - pad_top, b = j*dw - pad_left (floored): a
+  // fixed offset. So a range of output rows is one flat run of vectors with contiguous
+  // loads, every lane does useful work even for 7- or 14-wide planes, and no store is
+  // masked but the last of a tiny plane. Per channel, the sub-image rows a chunk of output
+  // rows reads are built into a per-thread window (zero rows outside the image), one channel
+  // ahead of the computation so its loads never wait on those stores. A tap column left or
+  // right of the image wraps into a neighbouring row: each tap column is summed apart and
+  // added under a column mask, looked up by the column the vector starts at. The last
+  // vector of a run is moved back to end at the run's end, recomputing a few lanes with
+  // identical results.
+  template <int S>
+  static bool fits_flat(const DwShape& s) {
+    return s.stride_h == S && s.stride_w == S && s.out_w * S >= s.in_w && s.y_hs == s.out_w &&
+           (S == 2 || s.out_w == s.in_w);
+  }
+
+  // Floats of sub-image window per channel and chunk (two are live: L1-sized).
+  static constexpr int64_t kFlatWindowFloats = 2048;
+
+  template <int KH, int KW, int S>
+  static void forward_nchw_flat(const DwShape& s, const float* x, const float* w, const float* bias,
+                                float* y, int64_t oh_begin, int64_t oh_end) {
+    constexpr int TAPS = KH * KW, SUBS = S * S;
+    const int64_t OW = s.out_w;
+    const Activation act = s.activation;
+    auto floor_div = [](int64_t v) { return v >= 0 ? v / S : -((-v + S - 1) / S); };
+    int64_t off[TAPS], sub_of[TAPS];
+    for (int t = 0; t < TAPS; ++t) {
+      const int64_t a = (t / KW) * s.dilation_h - s.pad_top, b = (t % KW) * s.dilation_w - s.pad_left;
+      const int64_t ra = floor_div(a), rb = floor_div(b);
+      off[t] = ra * OW + rb;
+      sub_of[t] = (a - ra * S) * S + (b - rb * S);
+    }
+    // Output elements [oh_a * OW, oh_b * OW) read sub-image rows [oh_a + row_lo, oh_b - 1 + row_hi].
+    auto rows_below = [OW](int64_t v) { return v >= 0 ? v / OW : -((-v + OW - 1) / OW); };
+    const int64_t row_lo = rows_below(*std::min_element(off, off + TAPS));
+    const int64_t row_hi = rows_below(OW - 1 + *std::max_element(off, off + TAPS));
+    // keep[(c0 * KW + j) * N + l]: all ones where lane l of a vector starting at column c0
+    // has tap column j inside the image.
+    thread_local std::vector<float> keep_storage, window_storage;
+    keep_storage.resize(static_cast<size_t>(OW * KW * N));
+    float* const keep = keep_storage.data();
+    const float all_ones = [] {
+      const uint32_t bits = ~0u;
+      float f;
+      std::memcpy(&f, &bits, sizeof f);
+      return f;
+    }();
+    for (int64_t c0 = 0; c0 < OW; ++c0) {
+      for (int j = 0; j < KW; ++j) {
+        for (int l = 0; l < N; ++l) {
+          const int64_t col = (c0 + l) % OW * S + j * s.dilation_w - s.pad_left;
+          keep[(c0 * KW + j) * N + l] = col >= 0 && col < s.in_w ? all_ones : 0.f;
         }
-        for (; ow < s.out_w; ow += N) {
-          reg acc = b;
-#pragma GCC unroll 25
-          for (int t = 0; t < KH * KW; ++t) {
-            acc = V::fma(V::load(base + (t / KW) * dh * width + tap_column(ow, t % KW)), taps[t], acc);
+      }
+    }
+    const int64_t halo = row_hi - row_lo;
+    const int64_t chunk_rows = std::max<int64_t>(1, kFlatWindowFloats / (SUBS * OW) - halo);
+    const int64_t sub_rows_max = std::min(chunk_rows, oh_end - oh_begin) + halo;
+    const int64_t sub_floats = sub_rows_max * OW + 2 * N;  // 2N: the last row's spill
+    const int64_t window = SUBS * sub_floats;
+    window_storage.resize(static_cast<size_t>(2 * window));
+    // A sub-image row takes input columns [0, row_floats): the whole row and, where out_w
+    // reaches past it, zeros up to S * out_w.
+    const int64_t full_parts = s.in_w / N, tail = s.in_w % N;
+    const auto tail_mask = V::mask(static_cast<int>(tail));
+    float tail_keep_lanes[N];
+    for (int l = 0; l < N; ++l) tail_keep_lanes[l] = l < tail ? all_ones : 0.f;
+    const reg tail_keep = V::load(tail_keep_lanes);
+    auto plane_end = [&](const float* xc) { return xc + (s.in_h - 1) * s.x_hs + s.in_w; };
+    const int64_t row_floats = S * OW;
+
+    for (int64_t oh_a = oh_begin; oh_a < oh_end; oh_a += chunk_rows) {
+      const int64_t oh_b = std::min(oh_end, oh_a + chunk_rows);
+      const int64_t r_lo = oh_a + row_lo, r_hi = oh_b - 1 + row_hi;  // sub-image rows [r_lo, r_hi]
+      // Builds channel c's sub-image rows [r_lo, r_hi] into dst. Lanes past an input row's
+      // end are zero; they land on that row's padding columns or on the next row, which is
+      // built after it (the last row's spill has 2N floats of room).
+      auto build = [&](int64_t c, float* dst) {
+        const float* xc = x + c * s.x_cs;
+        for (int p = 0; p < S; ++p) {
+          for (int64_t r = r_lo; r <= r_hi; ++r) {
+            const int64_t ih = r * S + p;
+            float* row_dst[S];
+            for (int q = 0; q < S; ++q) row_dst[q] = dst + (p * S + q) * sub_floats + (r - r_lo) * OW;
+            if (ih < 0 || ih >= s.in_h) {
+              for (int q = 0; q < S; ++q) {
+                for (int64_t k = 0; k < OW; k += N) V::store(row_dst[q] + k, V::zero());
+              }
+              continue;
+            }
+            const float* row = xc + ih * s.x_hs;
+            // The row's tail is read whole (then cleared past the row's end) where that stays
+            // inside the plane: masked loads are slow on some cores.
+            const bool tail_whole = row + (full_parts + 1) * N <= plane_end(xc);
+            auto part = [&](int64_t k) {  // input columns [k*N, k*N + N), zero past the end
+              if (k < full_parts) return V::load(row + k * N);
+              if (k > full_parts || tail == 0) return V::zero();
+              return tail_whole ? V::bit_and(V::load(row + k * N), tail_keep) : V::load(row + k * N, tail_mask);
+            };
+            for (int64_t k = 0; k * N < row_floats; k += S) {
+              if constexpr (S == 1) {
+                V::store(row_dst[0] + k * N, part(k));
+              } else {
+                const reg lo = part(k), hi = part(k + 1);
+                V::store(row_dst[0] + k * N / 2, V::even_lanes(lo, hi));
+                V::store(row_dst[1] + k * N / 2, V::odd_lanes(lo, hi));
+              }
+            }
           }
-          acc = activate<V>(s.activation, acc);
-          if (ow + N <= s.out_w) {
-            V::store(out + ow, acc);
-          } else {
-            V::store(out + ow, acc, V::mask(static_cast<int>(s.out_w - ow)));
+        }
+      };
+      // Each channel's rows are a new stream for the hardware prefetcher: ask for them early.
+      auto prefetch_rows = [&](int64_t c) {
+        const int64_t ih_lo = std::max<int64_t>(0, r_lo * S), ih_hi = std::min(s.in_h, r_hi * S + S);
+        for (int64_t ih = ih_lo; ih < ih_hi; ++ih) {
+          const float* row = x + c * s.x_cs + ih * s.x_hs;
+          for (int64_t b = 0; b < s.in_w; b += 16) __builtin_prefetch(row + b);
+        }
+      };
+      const int64_t f_begin = oh_a * OW, f_end = oh_b * OW, count = f_end - f_begin;
+      float* const y_chunk = y + (oh_a - oh_begin) * s.y_hs;
+      if (s.channels > 0) build(0, window_storage.data());
+      for (int64_t c = 0; c < s.channels; ++c) {
+        const float* buf = window_storage.data() + (c % 2) * window;
+        if (c + 1 < s.channels) build(c + 1, window_storage.data() + ((c + 1) % 2) * window);
+        if (c + 2 < s.channels) prefetch_rows(c + 2);
+        const float* src[TAPS];  // src[t][f]: the input tap t of output element f reads
+        for (int t = 0; t < TAPS; ++t) src[t] = buf + sub_of[t] * sub_floats - r_lo * OW + off[t];
+        for (int64_t oc = c * s.multiplier; oc < (c + 1) * s.multiplier; ++oc) {
+          float* yc = y_chunk + oc * s.y_cs - f_begin;
+          reg taps[TAPS];
+          for (int t = 0; t < TAPS; ++t) taps[t] = V::set1(w[oc * TAPS + t]);
+          const reg bv = V::set1(bias ? bias[oc] : 0.f);
+          // Output elements [f, f + N) (the first `lanes` stored), first column c0.
+          auto vector_at = [&](int64_t f, int64_t c0, int lanes) {
+            const float* kc = keep + c0 * KW * N;
+            reg acc = bv;
+#pragma GCC unroll 5
+            for (int j = 0; j < KW; ++j) {
+              reg part = V::mul(V::load(src[j] + f), taps[j]);
+#pragma GCC unroll 5
+              for (int i = 1; i < KH; ++i) part = V::fma(V::load(src[i * KW + j] + f), taps[i * KW + j], part);
+              acc = V::add(acc, V::bit_and(part, V::load(kc + j * N)));
+            }
+            acc = activate<V>(act, acc);
+            lanes == N ? V::store(yc + f, acc) : V::store(yc + f, acc, V::mask(lanes));
+          };
+          if (count < N) {
+            vector_at(f_begin, 0, static_cast<int>(count));
+            continue;
           }
+          int64_t f = f_begin, c0 = 0;  // c0: column of the vector's first element
+          for (; f + N <= f_end; f += N) {
+            vector_at(f, c0, N);
+            c0 += N;
+            while (c0 >= OW) c0 -= OW;
+          }
+          if (f < f_end) vector_at(f_end - N, (OW - N % OW) % OW, N);
         }
       }
     }
@@ -386,6 +569,12 @@ struct Depthwise {
   template <int KH, int KW, int SW>
   static void forward_nchw(const DwShape& s, const float* x, const float* w, const float* bias,
                            float* y, int64_t oh_begin, int64_t oh_end) {
+    if constexpr (KH > 0 && KW > 0 && SW > 0) {
+      if (fits_flat<SW>(s)) {
+        forward_nchw_flat<KH, KW, SW>(s, x, w, bias, y, oh_begin, oh_end);
+        return;
+      }
+    }
     if constexpr (KH > 0 && KW > 0 && SW > 0) {
       forward_nchw_fixed<KH, KW, SW>(s, x, w, bias, y, oh_begin, oh_end);
       return;

@@ -64,7 +64,8 @@ inline void gemm_tile_fixed(int64_t K, const float* A, int64_t a_rs, int64_t a_k
   }
 }
 
-// Any mr in [1, MR] and nr in [1, NV*N]: picks the fixed-size instance.
+// Any mr in [1, MR] and nr in [1, NV*N]: picks the fixed-size instance, with as few
+// vectors per row as nr needs (a narrow edge tile does not pay for masked-off FMAs).
 template <class V, int MR, int NV>
 inline void gemm_tile(int mr, int64_t K, const float* A, int64_t a_rs, int64_t a_ks, const float* B,
                       int64_t b_ks, int nr, float* C, int64_t c_rs, TileBias bias, bool accumulate,
@@ -72,6 +73,12 @@ inline void gemm_tile(int mr, int64_t K, const float* A, int64_t a_rs, int64_t a
   if constexpr (MR > 1) {
     if (mr < MR) {
       gemm_tile<V, MR - 1, NV>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act);
+      return;
+    }
+  }
+  if constexpr (NV > 1) {
+    if (nr <= (NV - 1) * V::N) {
+      gemm_tile<V, MR, NV - 1>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act);
       return;
     }
   }

@@ -26,17 +26,24 @@ struct Pointwise {
   // padded. NHWC uses panels of NR (the B operand), NCHW panels of MR (the A operand).
   static int64_t pack_panels(const PwShape& s, const float* w, float* out, int64_t rows) {
     const int64_t panels = (s.out_channels + rows - 1) / rows;
+    const int64_t K = s.in_channels;
     if (out != nullptr) {
+      // Blocks of kPackK inputs: rows of w are read contiguously and the block of the panel
+      // they fill stays in L1 (w is repacked on every call when it has no version counter).
+      constexpr int64_t kPackK = 64;
       for (int64_t p = 0; p < panels; ++p) {
-        for (int64_t k = 0; k < s.in_channels; ++k) {
+        float* panel = out + p * K * rows;
+        for (int64_t k0 = 0; k0 < K; k0 += kPackK) {
+          const int64_t k1 = std::min(K, k0 + kPackK);
           for (int64_t r = 0; r < rows; ++r) {
             const int64_t co = p * rows + r;
-            out[(p * s.in_channels + k) * rows + r] = co < s.out_channels ? w[co * s.in_channels + k] : 0.f;
+            const float* src = w + co * K;
+            for (int64_t k = k0; k < k1; ++k) panel[k * rows + r] = co < s.out_channels ? src[k] : 0.f;
           }
         }
       }
     }
-    return panels * s.in_channels * rows;
+    return panels * K * rows;
   }
   static int64_t pack_nhwc(const PwShape& s, const float* w, float* out) { return pack_panels(s, w, out, NR); }
   static int64_t pack_nchw(const PwShape& s, const float* w, float* out) { return pack_panels(s, w, out, MR); }
@@ -45,36 +52,26 @@ struct Pointwise {
   // later K blocks accumulate into the output, and the activation runs on the last one.
   static constexpr int64_t KC = 256;
 
-  // x and y point at the first of npix pixels; x_cs == y_cs == 1. Each block of pixels
-  // is packed into MR-row groups ([group][k][MR]) so the broadcasts read contiguous memory
-  // (rows of X are Cin floats apart, often a multiple of 4 KiB).
+  // x and y point at the first of npix pixels; x_cs == y_cs == 1. Rows of A are read in
+  // place (broadcast from x with row stride x_ps): a block of pixels stays in L2 while each
+  // KC x NR panel slice of B stays in L1.
   static void forward_nhwc(const PwShape& s, const float* x, const float* packed, const float* bias,
                            float* y, int64_t npix) {
     const int64_t K = s.in_channels;
     const int64_t kc_max = std::min<int64_t>(std::max<int64_t>(K, 1), KC);
     const int64_t block = std::max<int64_t>(MR, kPointwiseBlockBytes / (4 * kc_max) / MR * MR);
-    thread_local std::vector<float> a_pack_buf;  // per-thread scratch, reused across calls
-    a_pack_buf.resize(static_cast<size_t>(block * kc_max));
-    float* const a_pack = a_pack_buf.data();
     for (int64_t p0 = 0; p0 < npix; p0 += block) {
       const int64_t p1 = std::min(npix, p0 + block);
       for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += KC) {
         const int64_t kc = std::min(KC, K - k0);
         const bool first = k0 == 0, last = k0 + KC >= K;
-        for (int64_t p = p0; p < p1; p += MR) {  // pack rows [p, p+MR) x [k0, k0+kc)
-          const int64_t mr = std::min<int64_t>(MR, p1 - p);
-          float* dst = a_pack + (p - p0) * kc;
-          for (int64_t k = 0; k < kc; ++k) {
-            for (int64_t r = 0; r < mr; ++r) dst[k * MR + r] = x[(p + r) * s.x_ps + k0 + k];
-          }
-        }
         for (int64_t co = 0; co < s.out_channels; co += NR) {
           const int nr = static_cast<int>(std::min<int64_t>(NR, s.out_channels - co));
           const float* panel = packed + (co / NR) * K * NR + k0 * NR;
           const TileBias tb{nullptr, bias ? bias + co : nullptr};
           for (int64_t p = p0; p < p1; p += MR) {
             const int mr = static_cast<int>(std::min<int64_t>(MR, p1 - p));
-            gemm_tile<V, MR, NV>(mr, kc, a_pack + (p - p0) * kc, 1, MR, panel, NR, nr,
+            gemm_tile<V, MR, NV>(mr, kc, x + p * s.x_ps + k0, s.x_ps, 1, panel, NR, nr,
                                  y + p * s.y_ps + co, s.y_ps, tb, !first,
                                  last ? s.activation : Activation::none);
           }

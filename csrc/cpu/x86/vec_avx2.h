@@ -21,6 +21,9 @@ struct Avx2 {
     return {_mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes)};
   }
 
+  // Lanes lo <= i < hi.
+  static Mask mask_range(int lo, int hi) { return {_mm256_andnot_si256(mask(lo).m, mask(hi).m)}; }
+
   static reg zero() { return _mm256_setzero_ps(); }
   static reg set1(float v) { return _mm256_set1_ps(v); }
   static reg load(const float* p) { return _mm256_loadu_ps(p); }
@@ -38,18 +41,25 @@ struct Avx2 {
                                            _mm256_set1_epi32(static_cast<int>(stride)));
     return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, idx, _mm256_castsi256_ps(k.m), 4);
   }
-  // Lanes p[0], p[2], ..., p[2N-2]; reads p[0 .. 2N).
-  static reg load_even(const float* p) {
-    const __m256 lo = _mm256_loadu_ps(p), hi = _mm256_loadu_ps(p + 8);
-    const __m256 pairs = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 a4 a6 b4 b6
+  // Lanes a[0], a[2], ..., a[6], b[0], b[2], ..., b[6].
+  static reg even_lanes(reg a, reg b) {
+    const __m256 pairs = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 a4 a6 b4 b6
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), _MM_SHUFFLE(3, 1, 2, 0)));
   }
+  // Lanes a[1], a[3], ..., a[7], b[1], b[3], ..., b[7].
+  static reg odd_lanes(reg a, reg b) {
+    const __m256 pairs = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
+  // Lanes p[0], p[2], ..., p[2N-2]; reads p[0 .. 2N).
+  static reg load_even(const float* p) { return even_lanes(load(p), load(p + N)); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }  // a*b + c
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
   static reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
+  static reg bit_and(reg a, reg b) { return _mm256_and_ps(a, b); }
 };
 
 }  // namespace dsconv::x86

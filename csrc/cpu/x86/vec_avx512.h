@@ -20,6 +20,9 @@ struct Avx512 {
     return {static_cast<__mmask16>(n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1u)};
   }
 
+  // Lanes lo <= i < hi.
+  static Mask mask_range(int lo, int hi) { return {static_cast<__mmask16>(mask(hi).m & ~mask(lo).m)}; }
+
   static reg zero() { return _mm512_setzero_ps(); }
   static reg set1(float v) { return _mm512_set1_ps(v); }
   static reg load(const float* p) { return _mm512_loadu_ps(p); }
@@ -38,17 +41,27 @@ struct Avx512 {
         _mm512_set1_epi32(static_cast<int>(stride)));
     return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k.m, idx, p, 4);
   }
-  // Lanes p[0], p[2], ..., p[2N-2]; reads p[0 .. 2N).
-  static reg load_even(const float* p) {
+  // Lanes a[0], a[2], ..., a[14], b[0], b[2], ..., b[14].
+  static reg even_lanes(reg a, reg b) {
     const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    return _mm512_permutex2var_ps(_mm512_loadu_ps(p), evens, _mm512_loadu_ps(p + 16));
+    return _mm512_permutex2var_ps(a, evens, b);
   }
+  // Lanes a[1], a[3], ..., a[15], b[1], b[3], ..., b[15].
+  static reg odd_lanes(reg a, reg b) {
+    const __m512i odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    return _mm512_permutex2var_ps(a, odds, b);
+  }
+  // Lanes p[0], p[2], ..., p[2N-2]; reads p[0 .. 2N).
+  static reg load_even(const float* p) { return even_lanes(load(p), load(p + N)); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
   static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
   static reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
+  static reg bit_and(reg a, reg b) {
+    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+  }
 };
 
 }  // namespace dsconv::x86
