@@ -106,10 +106,11 @@ at::Tensor depthwise_backward_input_cpu(const at::Tensor& grad_out, const at::Te
   const at::Tensor gy = grad_out.contiguous(memory_format(layout));
   const at::Tensor w = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "dsconv::depthwise_backward_input", [&] {
-    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::DwBackwardInput>(
-        select_kernel(dw_query(Op::dw_backward_input, dtype_of<scalar_t>(), s)));
+    const KernelEntry* entry = select_kernel(dw_query(Op::dw_backward_input, dtype_of<scalar_t>(), s));
+    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::DwBackwardInput>(entry);
+    at::Tensor packed;
+    const scalar_t* wp = kernel_weight<scalar_t>(entry, s, w, packed);
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
-    const scalar_t* wp = w.const_data_ptr<scalar_t>();
     scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
     const int64_t row_work = s.out_channels() * s.in_w * s.kernel_h * s.kernel_w;
     parallel_per_image(s.batch, s.in_h, row_work, [&](int64_t n, int64_t r0, int64_t r1) {
@@ -153,9 +154,15 @@ at::Tensor depthwise_backward_weight_cpu(const at::Tensor& grad_out, const at::T
     const scalar_t* xp = xc.const_data_ptr<scalar_t>();
     scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
     const int64_t taps = s.kernel_h * s.kernel_w;
-    const int64_t channel_work = s.batch * s.out_h * s.out_w * taps;
-    at::parallel_for(0, out_channels, grain_for(channel_work), [&](int64_t begin, int64_t end) {
-      kernel(s, gyp, xp, gwp + begin * taps, begin, end);
+    // Threads own blocks of whole vectors of channels (16 floats: one AVX-512 vector, two
+    // AVX2 ones); each channel's sum runs in a fixed order, so any thread count gives the
+    // same bits.
+    constexpr int64_t kBlock = 16;
+    const int64_t blocks = (out_channels + kBlock - 1) / kBlock;
+    const int64_t block_work = kBlock * s.batch * s.out_h * s.out_w * taps;
+    at::parallel_for(0, blocks, grain_for(block_work), [&](int64_t begin, int64_t end) {
+      const int64_t c0 = begin * kBlock, c1 = std::min(out_channels, end * kBlock);
+      kernel(s, gyp, xp, gwp + c0 * taps, c0, c1);
     });
   });
   return gw;
