@@ -20,6 +20,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../shapes.h"
@@ -352,7 +353,51 @@ struct DepthwiseBackward {
     }
   }
 
-  template <bool STRIDED>
+  // The same sum for a KH x KW kernel with the taps' accumulators in registers for the
+  // whole row: per output column one grad-output load and one input load per tap. Columns
+  // in `inner` (all taps inside the input) run unchecked.
+  template <int KH, int KW, bool FULL, bool STRIDED>
+  static void nhwc_weight_row_fixed(const DwShape& s, const float* gy_row, const float* x_img, int64_t oh,
+                                    TapRange inner, float* acc_mem, int64_t M, Mask m) {
+    const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, KH, s.in_h);
+    const int64_t sw = s.stride_w, dwx = s.dilation_w * s.x_ws;
+    const float* rows[KH];
+#pragma GCC unroll 8
+    for (int i = 0; i < KH; ++i) {
+      const int64_t ih = i >= ki.lo && i < ki.hi ? oh * s.stride_h - s.pad_top + i * s.dilation_h : 0;
+      rows[i] = x_img + ih * s.x_hs;
+    }
+    reg acc[KH * KW];
+#pragma GCC unroll 25
+    for (int t = 0; t < KH * KW; ++t) acc[t] = V::load(acc_mem + t * N);
+    auto load_x = [m](const float* p) { return FULL ? V::load(p) : V::load(p, m); };
+    // One output column; CHECK: test each tap column against the input's width.
+    auto column = [&](int64_t ow, auto check) {
+      const reg g = load_gy<FULL, STRIDED>(gy_row + ow * s.y_ws, M, m);
+      const int64_t iw0 = ow * sw - s.pad_left;
+#pragma GCC unroll 8
+      for (int i = 0; i < KH; ++i) {
+        if (i < ki.lo || i >= ki.hi) continue;
+        const float* xp = rows[i] + iw0 * s.x_ws;
+#pragma GCC unroll 8
+        for (int j = 0; j < KW; ++j) {
+          if (decltype(check)::value) {
+            const int64_t iw = iw0 + j * s.dilation_w;
+            if (iw < 0 || iw >= s.in_w) continue;
+          }
+          acc[i * KW + j] = V::fma(g, load_x(xp + j * dwx), acc[i * KW + j]);
+        }
+      }
+    };
+    int64_t ow = 0;
+    for (; ow < inner.lo; ++ow) column(ow, std::true_type{});
+    for (; ow < inner.hi; ++ow) column(ow, std::false_type{});
+    for (; ow < s.out_w; ++ow) column(ow, std::true_type{});
+#pragma GCC unroll 25
+    for (int t = 0; t < KH * KW; ++t) V::store(acc_mem + t * N, acc[t]);
+  }
+
+  template <int KH, int KW, bool STRIDED>
   static void backward_weight_nhwc_channels(const DwShape& s, const float* gy, const float* x, float* gw,
                                             int64_t oc_begin, int64_t oc_end) {
     const int64_t M = s.multiplier, taps = s.kernel_h * s.kernel_w;
@@ -369,6 +414,7 @@ struct DepthwiseBackward {
       ow_valid[j] = valid_outputs(j, s.stride_w, s.pad_left, s.dilation_w, s.in_w, s.out_w);
     }
     std::fill(acc_all, acc_all + blocks * M * taps * N, 0.f);
+    const TapRange inner = interior_columns(s);
     // Blocks inside the row loop, so the rows stay in cache while every block reads them.
     for (int64_t n = 0; n < s.batch; ++n) {
       for (int64_t oh = 0; oh < s.out_h; ++oh) {
@@ -380,7 +426,13 @@ struct DepthwiseBackward {
           for (int64_t m = 0; m < M; ++m) {
             const float* gy_row = gy + n * s.y_ns + oh * s.y_hs + c * M + m;
             float* const acc = acc_all + (b * M + m) * taps * N;
-            if (lanes == N) {
+            if constexpr (KH > 0 && KW > 0) {
+              if (lanes == N) {
+                nhwc_weight_row_fixed<KH, KW, true, STRIDED>(s, gy_row, x_img, oh, inner, acc, M, mk);
+              } else {
+                nhwc_weight_row_fixed<KH, KW, false, STRIDED>(s, gy_row, x_img, oh, inner, acc, M, mk);
+              }
+            } else if (lanes == N) {
               nhwc_weight_row<true, STRIDED>(s, gy_row, x_img, oh, ow_valid, acc, M, mk);
             } else {
               nhwc_weight_row<false, STRIDED>(s, gy_row, x_img, oh, ow_valid, acc, M, mk);
@@ -396,13 +448,15 @@ struct DepthwiseBackward {
     }
   }
 
+  // KH, KW > 0 fix the kernel size (taps in registers); 0: any.
+  template <int KH, int KW>
   static void backward_weight_nhwc(const DwShape& s, const float* gy, const float* x, float* gw,
                                    int64_t oc_begin, int64_t oc_end) {
     if (oc_end <= oc_begin) return;
     if (s.multiplier == 1) {
-      backward_weight_nhwc_channels<false>(s, gy, x, gw, oc_begin, oc_end);
+      backward_weight_nhwc_channels<KH, KW, false>(s, gy, x, gw, oc_begin, oc_end);
     } else {
-      backward_weight_nhwc_channels<true>(s, gy, x, gw, oc_begin, oc_end);
+      backward_weight_nhwc_channels<KH, KW, true>(s, gy, x, gw, oc_begin, oc_end);
     }
   }
 
@@ -432,6 +486,79 @@ struct DepthwiseBackward {
     }
   }
 
+  // a[tap * N ..] += one image's sum for one output channel: gyc is its grad-output plane,
+  // buffer its input rows split by split_row. Fixed KH x KW: the taps' accumulators stay
+  // in registers over the image, one grad-output load per vector for all taps; any size:
+  // per tap a sweep over each row with two partial sums.
+  template <int KH, int KW>
+  static void nchw_weight_image(const DwShape& s, const float* gyc, const float* buffer, int64_t plane,
+                                int64_t row_len, float* a) {
+    const int64_t kh = KH > 0 ? KH : s.kernel_h, kw = KW > 0 ? KW : s.kernel_w;
+    const int64_t sw = s.stride_w, dw = s.dilation_w;
+    const int64_t vectors_full = s.out_w / N;
+    const Mask tail = V::mask(static_cast<int>(s.out_w - vectors_full * N));
+    if constexpr (KH > 0 && KW > 0) {
+      int64_t xoff[KW];
+      for (int j = 0; j < KW; ++j) xoff[j] = (j * dw) % sw * plane + (j * dw) / sw;
+      reg acc[KH * KW];
+#pragma GCC unroll 25
+      for (int t = 0; t < KH * KW; ++t) acc[t] = V::load(a + t * N);
+      for (int64_t oh = 0; oh < s.out_h; ++oh) {
+        const float* g = gyc + oh * s.y_hs;
+        const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, KH, s.in_h);
+        const float* rows[KH];
+#pragma GCC unroll 8
+        for (int i = 0; i < KH; ++i) {
+          const int64_t ih = i >= ki.lo && i < ki.hi ? oh * s.stride_h - s.pad_top + i * s.dilation_h : 0;
+          rows[i] = buffer + ih * row_len;
+        }
+        auto vector = [&](int64_t v, auto masked) {
+          constexpr bool MASKED = decltype(masked)::value;
+          const reg gv = MASKED ? V::load(g + v * N, tail) : V::load(g + v * N);
+#pragma GCC unroll 8
+          for (int i = 0; i < KH; ++i) {
+            if (i < ki.lo || i >= ki.hi) continue;
+#pragma GCC unroll 8
+            for (int j = 0; j < KW; ++j) {
+              const float* xp = rows[i] + xoff[j] + v * N;
+              acc[i * KW + j] = V::fma(gv, MASKED ? V::load(xp, tail) : V::load(xp), acc[i * KW + j]);
+            }
+          }
+        };
+        for (int64_t v = 0; v < vectors_full; ++v) vector(v, std::false_type{});
+        if (vectors_full * N < s.out_w) vector(vectors_full, std::true_type{});
+      }
+#pragma GCC unroll 25
+      for (int t = 0; t < KH * KW; ++t) V::store(a + t * N, acc[t]);
+      return;
+    }
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      const float* g = gyc + oh * s.y_hs;
+      const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, kh, s.in_h);
+      for (int64_t i = ki.lo; i < ki.hi; ++i) {
+        const float* row = buffer + (oh * s.stride_h - s.pad_top + i * s.dilation_h) * row_len;
+        for (int64_t j = 0; j < kw; ++j) {
+          const float* xp = row + (j * dw) % sw * plane + (j * dw) / sw;
+          reg a0 = V::zero(), a1 = V::zero();
+          int64_t v = 0;
+          for (; v + 2 <= vectors_full; v += 2) {
+            a0 = V::fma(V::load(g + v * N), V::load(xp + v * N), a0);
+            a1 = V::fma(V::load(g + (v + 1) * N), V::load(xp + (v + 1) * N), a1);
+          }
+          if (v < vectors_full) {
+            a0 = V::fma(V::load(g + v * N), V::load(xp + v * N), a0);
+            ++v;
+          }
+          if (v * N < s.out_w) a1 = V::fma(V::load(g + v * N, tail), V::load(xp + v * N, tail), a1);
+          float* at = a + (i * kw + j) * N;
+          V::store(at, V::add(V::load(at), V::add(a0, a1)));
+        }
+      }
+    }
+  }
+
+  // KH, KW > 0 fix the kernel size (taps in registers); 0: any.
+  template <int KH, int KW>
   static void backward_weight_nchw(const DwShape& s, const float* gy, const float* x, float* gw,
                                    int64_t oc_begin, int64_t oc_end) {
     if (oc_end <= oc_begin) return;
@@ -447,8 +574,6 @@ struct DepthwiseBackward {
     float* const buffer = buffer_storage.data();
     float* const staging = staging_storage.data();
     const int64_t c_lo = oc_begin / M, c_hi = (oc_end - 1) / M + 1;
-    const int vectors_full = static_cast<int>(s.out_w / N);
-    const Mask tail = V::mask(static_cast<int>(s.out_w - int64_t(vectors_full) * N));
     // Partial sums of the output channels of one input channel: [m][tap][N].
     chan_acc_storage.resize(static_cast<size_t>(M * taps * N));
     float* const chan_acc = chan_acc_storage.data();
@@ -464,30 +589,7 @@ struct DepthwiseBackward {
         for (int64_t m = m_lo; m < m_hi; ++m) {
           const int64_t oc = c * M + m;
           const float* gyc = gy + n * s.y_ns + oc * s.y_cs;
-          float* a = chan_acc + m * taps * N;
-          for (int64_t oh = 0; oh < s.out_h; ++oh) {
-            const float* g = gyc + oh * s.y_hs;
-            const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, kh, s.in_h);
-            for (int64_t i = ki.lo; i < ki.hi; ++i) {
-              const float* row = buffer + (oh * s.stride_h - s.pad_top + i * s.dilation_h) * row_len;
-              for (int64_t j = 0; j < kw; ++j) {
-                const float* xp = row + (j * dw) % sw * plane + (j * dw) / sw;
-                reg a0 = V::zero(), a1 = V::zero();
-                int v = 0;
-                for (; v + 2 <= vectors_full; v += 2) {
-                  a0 = V::fma(V::load(g + v * N), V::load(xp + v * N), a0);
-                  a1 = V::fma(V::load(g + (v + 1) * N), V::load(xp + (v + 1) * N), a1);
-                }
-                if (v < vectors_full) {
-                  a0 = V::fma(V::load(g + v * N), V::load(xp + v * N), a0);
-                  ++v;
-                }
-                if (int64_t(v) * N < s.out_w) a1 = V::fma(V::load(g + v * N, tail), V::load(xp + v * N, tail), a1);
-                float* at = a + (i * kw + j) * N;
-                V::store(at, V::add(V::load(at), V::add(a0, a1)));
-              }
-            }
-          }
+          nchw_weight_image<KH, KW>(s, gyc, buffer, plane, row_len, chan_acc + m * taps * N);
         }
       }
       for (int64_t m = m_lo; m < m_hi; ++m) {

@@ -77,13 +77,23 @@
                                                int64_t r1) {                                  \
     DwB::backward_input_nchw(s, gy, w, gx, r0, r1);                                           \
   }                                                                                           \
+  void dwconv_bwd_weight_3x3_nhwc_f32_##isa(const DwShape& s, const float* gy,                \
+                                            const float* x, float* gw, int64_t c0,            \
+                                            int64_t c1) {                                     \
+    DwB::template backward_weight_nhwc<3, 3>(s, gy, x, gw, c0, c1);                           \
+  }                                                                                           \
   void dwconv_bwd_weight_generic_nhwc_f32_##isa(const DwShape& s, const float* gy,            \
                                                 const float* x, float* gw, int64_t c0,        \
                                                 int64_t c1) {                                 \
-    DwB::backward_weight_nhwc(s, gy, x, gw, c0, c1);                                          \
+    DwB::template backward_weight_nhwc<0, 0>(s, gy, x, gw, c0, c1);                           \
+  }                                                                                           \
+  void dwconv_bwd_weight_3x3_nchw_f32_##isa(const DwShape& s, const float* gy,                \
+                                            const float* x, float* gw, int64_t c0,            \
+                                            int64_t c1) {                                     \
+    DwB::template backward_weight_nchw<3, 3>(s, gy, x, gw, c0, c1);                           \
   }                                                                                           \
   void dwconv_bwd_weight_generic_nchw_f32_##isa(const DwShape& s, const float* gy,            \
                                                 const float* x, float* gw, int64_t c0,        \
                                                 int64_t c1) {                                 \
-    DwB::backward_weight_nchw(s, gy, x, gw, c0, c1);                                          \
+    DwB::template backward_weight_nchw<0, 0>(s, gy, x, gw, c0, c1);                           \
   }
