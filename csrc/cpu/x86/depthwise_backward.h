@@ -464,6 +464,9 @@ struct DepthwiseBackward {
 
   // One input row as `phases` planes of `plane` floats: plane q, index j holds the padded
   // row's column j * phases + q, i.e. input column j * phases + q - pad_left (0 outside).
+  // Writes up to N - 1 floats past the row (the caller leaves room): the copy's last vector
+  // is a masked load (zeros past the row) stored whole, as masked stores are slow on some
+  // CPUs (AMD) and stall the loads that follow them.
   static void split_row(const float* x_row, int64_t in_w, int64_t pad_left, int64_t phases,
                         int64_t plane, float* out, float* staging) {
     const int64_t total = plane * phases;
@@ -471,8 +474,14 @@ struct DepthwiseBackward {
     const int64_t lead = std::min(total, pad_left);
     const int64_t copy = std::max<int64_t>(0, std::min(in_w, total - lead));
     std::fill(dst, dst + lead, 0.f);
-    Depthwise<V>::copy_floats(x_row, dst + lead, copy);
-    std::fill(dst + lead + copy, dst + total, 0.f);
+    float* const d = dst + lead;
+    int64_t i = 0;
+    for (; i + N <= copy; i += N) V::store(d + i, V::load(x_row + i));
+    if (i < copy) {
+      V::store(d + i, V::load(x_row + i, V::mask(static_cast<int>(copy - i))));
+      i += N;
+    }
+    if (lead + i < total) std::fill(d + i, dst + total, 0.f);
     if (phases == 1) return;
     if (phases == 2) {  // plane is a multiple of N
       for (int64_t j = 0; j < plane; j += N) {
@@ -569,7 +578,7 @@ struct DepthwiseBackward {
     const int64_t plane = (out_w_vec + (kw - 1) * dw / sw + 1 + N - 1) / N * N;
     const int64_t row_len = plane * sw;
     thread_local std::vector<float> buffer_storage, staging_storage, chan_acc_storage;
-    buffer_storage.resize(static_cast<size_t>(std::max<int64_t>(1, s.in_h * row_len)));
+    buffer_storage.resize(static_cast<size_t>(s.in_h * row_len + N));  // + N: see split_row
     staging_storage.resize(static_cast<size_t>(row_len + 2 * N));
     float* const buffer = buffer_storage.data();
     float* const staging = staging_storage.data();
