@@ -462,41 +462,52 @@ struct DepthwiseBackward {
 
   // ---- weight gradient, NCHW: x_ws == y_ws == 1 ----
 
-  // One input row as `phases` planes of `plane` floats: plane q, index j holds the padded
-  // row's column j * phases + q, i.e. input column j * phases + q - pad_left (0 outside).
-  // Writes up to N - 1 floats past the row (the caller leaves room): the copy's last vector
-  // is a masked load (zeros past the row) stored whole, as masked stores are slow on some
-  // CPUs (AMD) and stall the loads that follow them.
-  static void split_row(const float* x_row, int64_t in_w, int64_t pad_left, int64_t phases,
-                        int64_t plane, float* out, float* staging) {
-    const int64_t total = plane * phases;
-    float* dst = phases == 1 ? out : staging;
-    const int64_t lead = std::min(total, pad_left);
-    const int64_t copy = std::max<int64_t>(0, std::min(in_w, total - lead));
-    std::fill(dst, dst + lead, 0.f);
-    float* const d = dst + lead;
+  // out[b] = input column b - pad_left (0 outside), b < len. Writes up to N - 1 floats past
+  // len (the caller leaves room): the copy's last vector is a masked load (zeros past the
+  // row) stored whole, as masked stores are slow on some CPUs (AMD).
+  static void pad_row(const float* x_row, int64_t in_w, int64_t pad_left, int64_t len, float* out) {
+    const int64_t lead = std::min(len, pad_left);
+    const int64_t copy = std::max<int64_t>(0, std::min(in_w, len - lead));
+    std::fill(out, out + lead, 0.f);
+    float* const d = out + lead;
     int64_t i = 0;
     for (; i + N <= copy; i += N) V::store(d + i, V::load(x_row + i));
     if (i < copy) {
       V::store(d + i, V::load(x_row + i, V::mask(static_cast<int>(copy - i))));
       i += N;
     }
-    if (lead + i < total) std::fill(d + i, dst + total, 0.f);
+    if (lead + i < len) std::fill(d + i, out + len, 0.f);
+  }
+
+  // The rows of one input channel as `phases` planes of `plane` floats each: plane q, index
+  // j holds padded column j * phases + q (input column j * phases + q - pad_left). Rows are
+  // padded into `staging` first, all of them, and only then split: splitting a row right
+  // after writing it would load each vector across two stores still in flight, which
+  // stalls. Both buffers hold in_h * plane * phases + N floats.
+  static void split_rows(const DwShape& s, const float* xc, int64_t phases, int64_t plane,
+                         float* staging, float* out) {
+    const int64_t len = plane * phases;
+    float* const padded = phases == 1 ? out : staging;
+    for (int64_t ih = 0; ih < s.in_h; ++ih) pad_row(xc + ih * s.x_hs, s.in_w, s.pad_left, len, padded + ih * len);
     if (phases == 1) return;
-    if (phases == 2) {  // plane is a multiple of N
-      for (int64_t j = 0; j < plane; j += N) {
-        V::store(out + j, V::load_even(staging + 2 * j));
-        V::store(out + plane + j, V::load_even(staging + 2 * j + 1));
+    for (int64_t ih = 0; ih < s.in_h; ++ih) {
+      const float* src = staging + ih * len;
+      float* dst = out + ih * len;
+      if (phases == 2) {  // plane is a multiple of N
+        for (int64_t j = 0; j < plane; j += N) {
+          V::store(dst + j, V::load_even(src + 2 * j));
+          V::store(dst + plane + j, V::load_even(src + 2 * j + 1));
+        }
+        continue;
       }
-      return;
-    }
-    for (int64_t q = 0; q < phases; ++q) {
-      for (int64_t j = 0; j < plane; ++j) out[q * plane + j] = staging[j * phases + q];
+      for (int64_t q = 0; q < phases; ++q) {
+        for (int64_t j = 0; j < plane; ++j) dst[q * plane + j] = src[j * phases + q];
+      }
     }
   }
 
   // a[tap * N ..] += one image's sum for one output channel: gyc is its grad-output plane,
-  // buffer its input rows split by split_row. Fixed KH x KW: the taps' accumulators stay
+  // buffer its input rows split by split_rows. Fixed KH x KW: the taps' accumulators stay
   // in registers over the image, one grad-output load per vector for all taps; any size:
   // per tap a sweep over each row with two partial sums.
   template <int KH, int KW>
@@ -578,8 +589,8 @@ struct DepthwiseBackward {
     const int64_t plane = (out_w_vec + (kw - 1) * dw / sw + 1 + N - 1) / N * N;
     const int64_t row_len = plane * sw;
     thread_local std::vector<float> buffer_storage, staging_storage, chan_acc_storage;
-    buffer_storage.resize(static_cast<size_t>(s.in_h * row_len + N));  // + N: see split_row
-    staging_storage.resize(static_cast<size_t>(row_len + 2 * N));
+    buffer_storage.resize(static_cast<size_t>(s.in_h * row_len + N));  // + N: see split_rows
+    staging_storage.resize(static_cast<size_t>(sw == 1 ? 0 : s.in_h * row_len + N));
     float* const buffer = buffer_storage.data();
     float* const staging = staging_storage.data();
     const int64_t c_lo = oc_begin / M, c_hi = (oc_end - 1) / M + 1;
@@ -592,9 +603,7 @@ struct DepthwiseBackward {
       std::fill(chan_acc, chan_acc + M * taps * N, 0.f);
       for (int64_t n = 0; n < s.batch; ++n) {
         const float* xc = x + n * s.x_ns + c * s.x_cs;
-        for (int64_t ih = 0; ih < s.in_h; ++ih) {
-          split_row(xc + ih * s.x_hs, s.in_w, s.pad_left, sw, plane, buffer + ih * row_len, staging);
-        }
+        split_rows(s, xc, sw, plane, staging, buffer);
         for (int64_t m = m_lo; m < m_hi; ++m) {
           const int64_t oc = c * M + m;
           const float* gyc = gy + n * s.y_ns + oc * s.y_cs;
