@@ -24,6 +24,7 @@ using DwAvx2 = x86::Depthwise<x86::Avx2>;
 using Gemm6x16Avx2 = x86::Pointwise<x86::Avx2, 6, 2>;
 
 DSCONV_X86_KERNELS(avx2, DwAvx2, Gemm6x16Avx2, 6x16)
+DSCONV_X86_BACKWARD_KERNELS(avx2, x86::DepthwiseBackward<x86::Avx2>)
 
 }  // namespace dsconv
 

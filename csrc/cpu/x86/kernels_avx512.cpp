@@ -24,6 +24,7 @@ using DwAvx512 = x86::Depthwise<x86::Avx512>;
 using Gemm8x32Avx512 = x86::Pointwise<x86::Avx512, 8, 2>;
 
 DSCONV_X86_KERNELS(avx512, DwAvx512, Gemm8x32Avx512, 8x32)
+DSCONV_X86_BACKWARD_KERNELS(avx512, x86::DepthwiseBackward<x86::Avx512>)
 
 }  // namespace dsconv
 
