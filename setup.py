@@ -51,6 +51,9 @@ def cpu_sources():
     return [p for p in sources("csrc/cpu", ".cpp") if not p.startswith(tuple(foreign))]
 
 
+CUDA_GLUE = str(Path("csrc/ops/cuda_ops.cpp"))
+
+
 def want_cuda():
     # CUDA kernels are built only when this torch has CUDA and nvcc is on hand.
     if os.environ.get("DSCONV_NO_CUDA") == "1" or torch.version.cuda is None:
@@ -65,8 +68,10 @@ def extension():
     if os.environ.get("DSCONV_SANITIZE") == "1":
         san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
         cxx, link = cxx[1:] + san, link + san
-    cpp = sources("csrc/ops", ".cpp") + cpu_sources()
-    cu = sources("csrc/cuda", ".cu") if want_cuda() else []
+    cuda = want_cuda()
+    # csrc/ops/cuda_ops.cpp registers the CUDA kernels of csrc/cuda: only in CUDA builds.
+    cpp = [s for s in sources("csrc/ops", ".cpp") if cuda or s != CUDA_GLUE] + cpu_sources()
+    cu = sources("csrc/cuda", ".cu") if cuda else []
     if cu:
         return CUDAExtension("dsconv_ext._C", cpp + cu,
                              extra_compile_args={"cxx": cxx + ["-DDSCONV_WITH_CUDA"], "nvcc": ["-O3"]},

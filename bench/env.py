@@ -50,6 +50,8 @@ def describe(dse, torch):
         "dsconv_ext": getattr(dse, "__version__", "?"),
         "dsconv_ext_path": str(Path(dse.__file__).parent),
         "cpu_capability": dse.cpu_capability(),
+        "aten_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkldnn": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
         "machine": machine_name(),
         "arch": platform.machine(),
         "cpus": os.cpu_count(),

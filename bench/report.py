@@ -1,5 +1,5 @@
-"""Derived numbers (speedups, GFLOP/s, summaries) and their output: terminal table (rich
-when importable, else plain text), results.md and results.json."""
+"""Derived numbers (speedups, GFLOP/s, % of peak, summaries) and their output: terminal
+tables (rich when importable, else plain text), results.md and results.json."""
 import json
 import math
 import sys
@@ -7,64 +7,83 @@ from dataclasses import asdict
 
 from .ops import ATEN_VARIANTS, DSE_VARIANTS
 
-COLUMNS = ("id", "net", "C,H,s,Co", "dse NCHW", "dse CL", "ATen NCHW", "ATen CL",
-           "NCHW vs best ATen", "CL vs best ATen", "dse GFLOP/s", "spread")
-LEFT = {"id", "net", "C,H,s,Co"}
+LAYER_COLUMNS = ("id", "net", "layer", "dse NCHW µs", "dse CL µs", "GFLOP/s", "% peak",
+                 "vs ATen NCHW", "vs ATen CL", "vs ORT", "vs LiteRT", "spread")
+NET_COLUMNS = ("net", "thr", "batch", "ATen NCHW", "ATen CL", "dsconv NCHW", "dsconv CL", "ORT",
+               "LiteRT", "dsconv vs best other", "peer max err", "spread")
+LEFT = {"id", "net", "layer"}
+PEER_COLUMNS = {"ort": "vs ORT", "litert": "vs LiteRT"}
+NOISY = 0.5  # (p90 - p10) / median above this: the run is flagged
 
 
-def make_row(layer, op, batch, stats, kernels):
-    """One measured (layer, op): medians, p10/p90, speedups of each dsconv layout over ATen's
-    faster layout, and GFLOP/s (2*MACs / median time)."""
+def make_layer_row(layer, op, batch, threads, stats, kernels, errors, peak_gflops):
+    """One measured (layer, op). Speedups: ATen NCHW / dsconv NCHW and ATen CL / dsconv CL
+    (same layout in and out), peer / dsconv's faster layout (the peers have their own
+    layouts); GFLOP/s and % of the measured FMA peak of dsconv's faster layout."""
     flop = layer.flop(op, batch)
     med = {name: s.median_us for name, s in stats.items()}
-    best_aten = min(med[v] for v in ATEN_VARIANTS)
     best_dse = min(med[v] for v in DSE_VARIANTS)
-    speedup = {v: best_aten / med[v] for v in DSE_VARIANTS}
-    speedup["best"] = best_aten / best_dse
-    gflops = {v: flop / med[v] / 1e3 for v in med}  # FLOP / µs / 1e3 = GFLOP/s
-    spread = max((s.p90_us - s.p10_us) / s.median_us for s in stats.values())
+    speedup = {"aten_nchw": med["aten_nchw"] / med["dse_nchw"],
+               "aten_cl": med["aten_cl"] / med["dse_cl"],
+               "best_aten": min(med[v] for v in ATEN_VARIANTS) / best_dse}
+    speedup.update({p: med[p] / best_dse for p in med if p not in DSE_VARIANTS + ATEN_VARIANTS})
+    gflops = flop / best_dse / 1e3  # FLOP / µs / 1e3 = GFLOP/s
     return {"id": layer.id, "net": layer.net, "kind": layer.kind, "shape": layer.label,
-            "c_in": layer.c_in, "hw": layer.hw, "stride": layer.stride, "c_out": layer.c_out,
-            "out_hw": layer.out_hw, "op": op, "batch": batch, "flop": flop,
+            "c_in": layer.c_in, "hw": layer.hw, "kernel": layer.kernel, "stride": layer.stride,
+            "c_out": layer.c_out, "out_hw": layer.out_hw, "act": layer.act,
+            "pw_act": layer.pw_act, "op": op, "batch": batch, "threads": threads, "flop": flop,
             "times_us": {name: asdict(s) for name, s in stats.items()},
             "kernels": {v: "+".join(k) for v, k in kernels.items()},
-            "best_aten_us": best_aten, "speedup_vs_best_aten": speedup,
-            "gflops": gflops, "dse_best_gflops": flop / best_dse / 1e3, "spread": spread}
+            "max_rel_error": errors, "speedup": speedup, "dse_best_gflops": gflops,
+            "pct_peak": 100 * gflops / peak_gflops if peak_gflops else None,
+            "spread": spread(stats)}
+
+
+def spread(stats):
+    return max((s.p90_us - s.p10_us) / s.median_us for s in stats.values())
 
 
 def geomean(values):
-    return math.exp(sum(math.log(v) for v in values) / len(values))
+    values = list(values)
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
 def summarize(rows, ops):
-    """Per op: geometric-mean and minimum speedup of dsconv (its faster layout) over best ATen."""
+    """Per op: geometric-mean speedup of dsconv over each peer, and the worst layer vs the
+    best ATen layout."""
     out = {}
     for op in ops:
         sel = [r for r in rows if r["op"] == op]
         if not sel:
             continue
-        worst = min(sel, key=lambda r: r["speedup_vs_best_aten"]["best"])
-        out[op] = {"layers": len(sel),
-                   "geomean": geomean([r["speedup_vs_best_aten"]["best"] for r in sel]),
-                   "min": worst["speedup_vs_best_aten"]["best"], "min_id": worst["id"],
-                   **{f"geomean_{v}": geomean([r["speedup_vs_best_aten"][v] for r in sel])
-                      for v in DSE_VARIANTS}}
+        keys = sorted({k for r in sel for k in r["speedup"]})
+        worst = min(sel, key=lambda r: r["speedup"]["best_aten"])
+        out[op] = {"layers": len(sel), "min_vs_best_aten": worst["speedup"]["best_aten"],
+                   "min_id": worst["id"],
+                   "geomean": {k: geomean(r["speedup"][k] for r in sel if k in r["speedup"])
+                               for k in keys}}
     return out
 
 
-def summary_line(op, s, threads):
-    return (f"{op:>3}  ({threads} thr, {s['layers']} layers): dsconv vs best ATen  "
-            f"geomean {fmt_x(s['geomean'])}  min {fmt_x(s['min'])} (id {s['min_id']})  "
-            f"[NCHW {fmt_x(s['geomean_dse_nchw'])}, CL {fmt_x(s['geomean_dse_cl'])}]")
+PEER_NAMES = {"aten_nchw": "ATen NCHW", "aten_cl": "ATen CL", "best_aten": "best ATen",
+              "ort": "ORT", "litert": "LiteRT"}
 
 
-def noise_note(rows, limit=0.5):
+def summary_line(op, s, threads, batch):
+    parts = ", ".join(f"{PEER_NAMES.get(k, k)} {fmt_x(v)}" for k, v in s["geomean"].items())
+    return (f"{op:>3} ({threads} thr, batch {batch}, {s['layers']} layers): dsconv speedup "
+            f"geomean vs {parts}; worst vs best ATen {fmt_x(s['min_vs_best_aten'])} "
+            f"(id {s['min_id']})")
+
+
+def noise_note(rows, key="id"):
     """A warning when timings are noisy (a busy machine), else None."""
-    noisy = sorted({r["id"] for r in rows if r["spread"] > limit})
+    noisy = sorted({str(r[key]) for r in rows if r["spread"] > NOISY})
     if not noisy:
         return None
-    return (f"note: spread > {100 * limit:.0f}% on layer(s) {','.join(map(str, noisy))}: "
-            "the machine was busy or the clock unsteady; rerun before trusting those rows")
+    return (f"note: NOISY: spread (p90-p10)/median > {100 * NOISY:.0f}% on {key} "
+            f"{','.join(noisy)}: the machine was busy or the clock unsteady; rerun before "
+            "trusting those rows")
 
 
 def kernels_used(rows):
@@ -78,63 +97,80 @@ def kernels_used(rows):
     return out
 
 
-def header_lines(meta, threads, rows, budget):
-    kernels = "; ".join(f"{op}: {', '.join(k) or '-'}" for op, k in kernels_used(rows).items())
-    return [
-        f"torch {meta['torch']} | dsconv_ext {meta['dsconv_ext']} ({meta['dsconv_ext_path']}) "
-        f"| cpu_capability: {meta['cpu_capability']}",
-        f"machine: {meta['machine']} ({meta['cpus']} CPUs, {meta['arch']}) | threads: {threads}"
-        f" | batch: {meta['batch']} | fp32 | inference_mode",
-        f"kernels: {kernels}",
-        f"timing: median of interleaved reps, ~{budget['min_time']:g} s per variant per layer, "
-        f"{budget['min_reps']}..{budget['max_reps']} reps; spread = worst (p90-p10)/median",
-    ]
-
-
 def fmt_us(v):
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
 
 
+def fmt_ms(us):
+    return f"{us / 1e3:.2f}" if us < 1e4 else f"{us / 1e3:.1f}"
+
+
 def fmt_x(v):
-    return f"{v:.2f}x" if v >= 0.095 else f"{v:.3f}x"
+    return "-" if v is None else f"{v:.2f}x" if v >= 0.095 else f"{v:.3f}x"
 
 
-def table_cells(rows, op):
+def layer_cells(rows, op):
     cells = []
     for r in rows:
         if r["op"] != op:
             continue
-        t = r["times_us"]
-        sp = r["speedup_vs_best_aten"]
+        t, sp = r["times_us"], r["speedup"]
+        pct = "-" if r["pct_peak"] is None else f"{r['pct_peak']:.0f}%"
         cells.append([str(r["id"]), r["net"], r["shape"],
-                      *(fmt_us(t[v]["median_us"]) for v in DSE_VARIANTS + ATEN_VARIANTS),
-                      fmt_x(sp["dse_nchw"]), fmt_x(sp["dse_cl"]),
-                      f"{r['dse_best_gflops']:.1f}", f"{100 * r['spread']:.0f}%"])
+                      *(fmt_us(t[v]["median_us"]) for v in DSE_VARIANTS),
+                      f"{r['dse_best_gflops']:.1f}", pct,
+                      fmt_x(sp["aten_nchw"]), fmt_x(sp["aten_cl"]),
+                      *(fmt_x(sp.get(p)) for p in PEER_COLUMNS),
+                      f"{100 * r['spread']:.0f}%"])
     return cells
 
 
-def table_title(op, threads, batch):
-    return (f"{op} - {threads} thread(s), batch {batch}: median µs; speedup = best ATen / dsconv; "
-            f"GFLOP/s of dsconv's faster layout")
+def layer_title(op, threads, batch):
+    return (f"{op}, {threads} thread(s), batch {batch}: dsconv median µs; GFLOP/s and % of FMA "
+            f"peak of its faster layout; speedup = peer µs / dsconv µs (ATen: same layout; "
+            f"ORT, LiteRT: vs dsconv's faster layout)")
 
 
-def render_plain(title, cells):
-    widths = [max(len(c) for c in col) for col in zip(COLUMNS, *cells)]
+def net_cells(rows):
+    cells = []
+    for r in rows:
+        t = r["times_us"]
+        others = {k: v["median_us"] for k, v in t.items() if k not in DSE_VARIANTS}
+        best_dse = min(t[v]["median_us"] for v in DSE_VARIANTS)
+        peer_err = [e for k, e in r["max_rel_error"].items() if k in PEER_COLUMNS]
+        cells.append([r["label"], str(r["threads"]), str(r["batch"]),
+                      *(fmt_ms(t[v]["median_us"]) if v in t else "-"
+                        for v in ("aten_nchw", "aten_cl", "dse_nchw", "dse_cl", "ort",
+                                  "litert")),
+                      fmt_x(min(others.values()) / best_dse),
+                      f"{max(peer_err):.1e}" if peer_err else "-",
+                      f"{100 * r['spread']:.0f}%"])
+    return cells
+
+
+NET_TITLE = ("Whole networks, 224x224, median ms (ATen: BatchNorm folded; dsconv: dse.convert; "
+             "ORT / LiteRT: graphs built from the same weights); peer max err relative to max "
+             "|output|")
+
+
+def render_plain(title, columns, cells):
+    widths = [max(len(c) for c in col) for col in zip(columns, *cells)]
+
     def line(row):
         return "  ".join(c.ljust(w) if h in LEFT else c.rjust(w)
-                         for h, c, w in zip(COLUMNS, row, widths))
-    return "\n".join([title, line(COLUMNS), line(["-" * w for w in widths]),
+                         for h, c, w in zip(columns, row, widths))
+    return "\n".join([title, line(columns), line(["-" * w for w in widths]),
                       *(line(r) for r in cells)])
 
 
-def render_markdown(title, cells):
+def render_markdown(title, columns, cells):
     def line(row):
         return "| " + " | ".join(row) + " |"
-    align = ["---" if h in LEFT else "---:" for h in COLUMNS]
-    return "\n".join([f"### {title}", "", line(COLUMNS), line(align), *(line(r) for r in cells)])
+    align = ["---" if h in LEFT else "---:" for h in columns]
+    return "\n".join([f"### {title}", "", line(columns), line(align), *(line(r) for r in cells)])
 
 
-def print_table(title, cells):
+def print_table(title, columns, cells):
     """rich on a terminal when it is installed; plain text otherwise (logs, CI, pipes)."""
     try:
         from rich.console import Console
@@ -142,30 +178,38 @@ def print_table(title, cells):
     except ImportError:
         Console = None
     if Console is None or not sys.stdout.isatty():
-        print(render_plain(title, cells))
+        print(render_plain(title, columns, cells))
         return
     table = Table(title=title, title_justify="left")
-    for h in COLUMNS:
+    for h in columns:
         table.add_column(h, justify="left" if h in LEFT else "right")
     for row in cells:
         table.add_row(*row)
     Console().print(table)
 
 
-def write_results(out_dir, meta, runs):
+def write_results(out_dir, meta, layer_runs, net_rows):
     """results.json (everything) and results.md (header, tables, summaries) in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
-    md = ["# dsconv_ext CPU latency vs ATen", ""]
-    for run in runs:
-        md += [f"## {run['threads']} thread(s)", ""]
-        md += [f"- {line}" for line in run["header"]] + [""]
+    (out_dir / "results.json").write_text(json.dumps(
+        {"meta": meta, "layer_runs": layer_runs, "nets": net_rows}, indent=1, default=str))
+    md = ["# dsconv_ext CPU latency vs ATen, ONNX Runtime and LiteRT", ""]
+    md += [f"- {line.strip()}" for line in meta["header"]] + [""]
+    if net_rows:
+        md += [render_markdown(NET_TITLE, NET_COLUMNS, net_cells(net_rows)), ""]
+        note = noise_note(net_rows, "label")
+        md += [f"{note}", ""] if note else []
+    for run in layer_runs:
+        md += [f"## Layers, {run['threads']} thread(s), batch {run['batch']}", ""]
+        md += [f"- kernels: {k}" for k in run["kernels"]] + [""]
         for op in run["ops"]:
-            cells = table_cells(run["rows"], op)
+            cells = layer_cells(run["rows"], op)
             if cells:
-                md += [render_markdown(table_title(op, run["threads"], meta["batch"]), cells), ""]
+                md += [render_markdown(layer_title(op, run["threads"], run["batch"]),
+                                       LAYER_COLUMNS, cells), ""]
         note = noise_note(run["rows"])
-        md += ["```", *(summary_line(op, s, run["threads"]) for op, s in run["summary"].items()),
+        md += ["```", *(summary_line(op, s, run["threads"], run["batch"])
+                        for op, s in run["summary"].items()),
                *([note] if note else []), "```", ""]
     md.append(f"wall time: {meta['wall_s']:.1f} s")
     (out_dir / "results.md").write_text("\n".join(md) + "\n")

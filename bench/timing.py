@@ -1,9 +1,13 @@
 """Interleaved timing of several zero-argument callables.
 
 Each variant is warmed up, its cost estimated, and given a repetition count so that it runs
-for about `min_time` seconds (between `min_reps` and `max_reps` reps). The reps of all
-variants are then spread evenly over one sequence of rounds (A B C D A B C D ...), so slow
-drift of the machine (clock, neighbours, thermals) hits every variant alike.
+for about `min_time` seconds (between `min_reps` and `max_reps` reps). The reps are then
+spread over up to `rounds` rounds; in each round every variant runs its share back to back
+(A A B B C C, A A B B C C, ...), so slow drift of the machine (clock, neighbours, thermals)
+hits every variant alike. The first call of a variant in a round is not timed: the runtime
+that ran before it may still have threads spinning (OpenMP, ONNX Runtime and XNNPACK pools
+all wait actively for a while after a parallel region), and that cost belongs to the other
+runtime, not to this one.
 """
 import gc
 import statistics
@@ -40,7 +44,7 @@ def time_call_us(fn):
     return (t1 - t0) / 1e3
 
 
-def measure(fns, *, min_time, max_reps, warmup_time, min_reps=3):
+def measure(fns, *, min_time, max_reps, warmup_time, min_reps=3, rounds=10):
     """{name: Stats} for {name: fn}. The caller sets threads and inference mode."""
     reps = {}
     for name, fn in fns.items():
@@ -51,7 +55,7 @@ def measure(fns, *, min_time, max_reps, warmup_time, min_reps=3):
         estimate_s = statistics.median(warm) / 1e6
         reps[name] = max(min_reps, min(max_reps, round(min_time / estimate_s)))
 
-    rounds = max(reps.values())
+    rounds = min(rounds, max(reps.values()))
     samples = {name: [] for name in fns}
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -59,8 +63,10 @@ def measure(fns, *, min_time, max_reps, warmup_time, min_reps=3):
         for r in range(rounds):
             for name, fn in fns.items():
                 n = reps[name]
-                if (r + 1) * n // rounds > r * n // rounds:  # n of the rounds, evenly spread
-                    samples[name].append(time_call_us(fn))
+                share = (r + 1) * n // rounds - r * n // rounds  # n reps over the rounds
+                if share:
+                    fn()  # the switch-in call, not timed
+                    samples[name] += [time_call_us(fn) for _ in range(share)]
     finally:
         if gc_was_enabled:
             gc.enable()

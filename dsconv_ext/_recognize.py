@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from . import _C
 from .functional import ACTIVATIONS
 
 # torch device type -> dispatch key the op library registers kernels under.
@@ -15,8 +16,8 @@ _DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA", "meta": "Meta"}
 
 
 def ops_run_on(device: torch.device) -> bool:
-    """Whether the dsconv ops have kernels for tensors on `device` (CPU today; CUDA once
-    its kernels are registered)."""
+    """Whether the dsconv ops have kernels for tensors on `device` (CPU; CUDA when the
+    extension was built with CUDA)."""
     key = _DISPATCH_KEYS.get(device.type, device.type.upper())
     try:
         return torch._C._dispatch_has_kernel_for_dispatch_key("dsconv::depthwise", key)
@@ -52,8 +53,10 @@ def conv_kind(conv: nn.Conv2d) -> Tuple[Optional[str], str]:
         return None, "it has forward hooks"
     if conv.padding_mode != "zeros":
         return None, f"padding_mode={conv.padding_mode!r} (the ops pad with zeros only)"
-    if conv.weight.dtype not in (torch.float32, torch.float64):
-        return None, f"dtype {conv.weight.dtype} (the ops take float32 and float64)"
+    names = _C.supported_dtypes(conv.weight.device.type) if ops_run_on(conv.weight.device) else []
+    if names and conv.weight.dtype not in [getattr(torch, n) for n in names]:
+        return None, (f"dtype {conv.weight.dtype} (the ops take {', '.join(names)} on "
+                      f"{conv.weight.device.type})")
     if not ops_run_on(conv.weight.device):
         return None, f"device {conv.weight.device} (no dsconv kernels are registered for it)"
     kh, kw = conv.kernel_size

@@ -28,7 +28,7 @@ build() {
   local name=$1 cxx=$2
   shift 2
   local dir=$BUILD/$name t=$SECONDS
-  mkdir -p "$dir"
+  rm -rf "$dir" && mkdir -p "$dir"  # no objects of removed sources
   printf '%s\n' "${SOURCES[@]}" | xargs -P "$JOBS" -I{} sh -c \
     'src=$1 cxx=$2; shift 2; exec "$cxx" -std=c++17 -Wall -Wextra -Wno-maybe-uninitialized "$@" -c "$src" -o "$0/$(echo "$src" | tr / _).o"' \
     "$dir" {} "$cxx" "$@" 2>&1 | sed "s/^/[$name] /" >&2

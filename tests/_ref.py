@@ -132,22 +132,32 @@ def with_layout(t, layout):
         return t.contiguous(memory_format=torch.channels_last)
     if layout == "strided":  # every other column of a wider tensor
         n, c, h, w = t.shape
-        big = torch.zeros(n, c, h, 2 * w, dtype=t.dtype)
+        big = torch.zeros(n, c, h, 2 * w, dtype=t.dtype, device=t.device)
         big[..., ::2] = t
         return big[..., ::2]
     if layout == "transposed":  # an H/W transpose view
         return t.transpose(2, 3).contiguous().transpose(2, 3)
     if layout == "cl_sliced":  # leading channels of a wider channels_last tensor
         n, c, h, w = t.shape
-        big = torch.zeros(n, c + 1, h, w, dtype=t.dtype).contiguous(memory_format=torch.channels_last)
+        big = torch.zeros(n, c + 1, h, w, dtype=t.dtype, device=t.device).contiguous(memory_format=torch.channels_last)
         big[:, :c] = t
         return big[:, :c]
     raise ValueError(layout)
 
 
+def to_device(t, device):
+    """t copied to `device` with the same strides and requires_grad (a leaf); non-tensors
+    pass through."""
+    if not isinstance(t, torch.Tensor):
+        return t
+    out = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device)
+    out.copy_(t.detach())
+    return out.requires_grad_(t.requires_grad)
+
+
 def noncontiguous(w):
     """A non-contiguous view equal to w (every other element along dim 0 of a bigger tensor)."""
-    big = torch.zeros((2 * w.shape[0],) + tuple(w.shape[1:]), dtype=w.dtype)
+    big = torch.zeros((2 * w.shape[0],) + tuple(w.shape[1:]), dtype=w.dtype, device=w.device)
     big[::2] = w
     return big[::2]
 
@@ -353,7 +363,7 @@ def check_grads(op, tensors, kwargs, wrt, gen, grad_layout="nchw"):
     y = OPS[op](*[t.detach() if isinstance(t, torch.Tensor) else t for t in tensors], **kwargs)
     mask = smooth_mask(op, tensors, kwargs)
     assert mask.numel() == 0 or mask.double().mean() > 0.75, "too few smooth outputs; re-seed"
-    g = with_layout(randn(gen, *y.shape, dtype=y.dtype) * mask, grad_layout)
+    g = with_layout(randn(gen, *y.shape, dtype=y.dtype).to(y.device) * mask, grad_layout)
     ours = our_grads(op, tensors, kwargs, g, wrt)
     refs = reference_grads(op, tensors, kwargs, g, wrt)
     mags = grad_magnitudes(op, tensors, kwargs, g, wrt)

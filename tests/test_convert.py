@@ -286,3 +286,12 @@ def test_lone_convolution_model():
     standard = nn.Conv2d(3, 4, 3).eval()
     same, report = dse.convert(standard, report=True, inplace=True)
     assert same is standard and "standard 3x3" in report.skipped[0].reason
+
+
+def test_dtype_rule_follows_the_device():
+    """A float16 depthwise conv on the CPU is left alone, with the CPU's dtypes as reason
+    (the rule is checks.h's, through _C.supported_dtypes)."""
+    from dsconv_ext._recognize import conv_kind
+    kind, why = conv_kind(torch.nn.Conv2d(4, 4, 3, groups=4).half())
+    assert kind is None and "float16" in why and "float32, float64 on cpu" in why, why
+    assert conv_kind(torch.nn.Conv2d(4, 4, 3, groups=4)) == ("depthwise", "")

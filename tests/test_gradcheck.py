@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from _cases import build
-from _ref import ACTIVATIONS, OPS, clear_of_kinks
+from _ref import ACTIVATIONS, OPS, clear_of_kinks, to_device
 
 GEOMETRIES = {
     "plain": dict(kernel=3, stride=1, padding=1, dilation=1, multiplier=1, batch=1, hw=(5, 6),
@@ -29,9 +29,9 @@ def smooth_inputs(op, case):
     raise AssertionError("no kink-free inputs in 100 seeds")
 
 
-def run_gradcheck(op, case):
+def run_gradcheck(op, case, device="cpu"):
     tensors, kwargs = smooth_inputs(op, case)
-    leaves = [t.detach().requires_grad_() if t is not None else None for t in tensors]
+    leaves = [to_device(t, device).requires_grad_() if t is not None else None for t in tensors]
     wrt = [i for i, t in enumerate(leaves) if t is not None]
 
     def fn(*diff):

@@ -5,6 +5,13 @@
 #include <algorithm>
 #include <cstring>
 
+// Host and device (CUDA kernels use the same formulas); empty for the host compiler.
+#ifdef __CUDACC__
+#define DSCONV_HOST_DEVICE __host__ __device__
+#else
+#define DSCONV_HOST_DEVICE
+#endif
+
 namespace dsconv {
 
 #define DSCONV_ACTIVATIONS(X) \
@@ -45,16 +52,21 @@ inline bool parse_activation(const char* name, Activation* out) {
 // Scalar definitions, identical to ATen's: relu6 = clamp(v, 0, 6),
 // hardswish = v * clamp(v + 3, 0, 6) / 6.
 template <typename T>
-inline T apply_activation(Activation act, T v) {
+DSCONV_HOST_DEVICE inline T clamp_0_6(T v) {
+  return v < T(0) ? T(0) : (v > T(6) ? T(6) : v);
+}
+
+template <typename T>
+DSCONV_HOST_DEVICE inline T apply_activation(Activation act, T v) {
   switch (act) {
     case Activation::none:
       return v;
     case Activation::relu:
       return v > T(0) ? v : T(0);
     case Activation::relu6:
-      return std::min(std::max(v, T(0)), T(6));
+      return clamp_0_6(v);
     case Activation::hardswish:
-      return v * std::min(std::max(v + T(3), T(0)), T(6)) / T(6);
+      return v * clamp_0_6(v + T(3)) / T(6);
   }
   return v;
 }

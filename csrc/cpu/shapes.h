@@ -31,7 +31,7 @@ struct DwShape {
   int64_t y_ns, y_cs, y_hs, y_ws;  // output (and grad-output) strides
   Activation activation;
   Layout layout;
-  int64_t out_channels() const { return channels * multiplier; }
+  DSCONV_HOST_DEVICE int64_t out_channels() const { return channels * multiplier; }
 };
 
 struct PwShape {

@@ -11,6 +11,7 @@
 #include <torch/library.h>
 
 #include "checks.h"
+#include "tensor_shapes.h"
 
 namespace dsconv::ops {
 namespace {
@@ -74,6 +75,18 @@ at::Tensor activation_backward(const at::Tensor& grad, Activation act, const at:
 
 at::Tensor bias_grad(const at::Tensor& g) { return g.sum({0, 2, 3}); }
 
+// The incoming gradient in the layout the forward computed in (saved by save_layout), so
+// the backward pass stays in one layout: upstream ops may hand over any strides (a mean's
+// gradient is an expanded tensor), and one copy here saves the activation backward's
+// mixed-format loop and a layout copy in every backward op below.
+void save_layout(AutogradContext* ctx, const at::Tensor& y) {
+  ctx->saved_data["channels_last"] = layout_of(y) == Layout::nhwc;
+}
+at::Tensor incoming_grad(AutogradContext* ctx, const at::Tensor& grad) {
+  return grad.contiguous(memory_format(ctx->saved_data["channels_last"].toBool() ? Layout::nhwc
+                                                                                 : Layout::nchw));
+}
+
 OptString activation_arg(const std::string& name) {
   return name.empty() ? OptString() : OptString(c10::string_view(name));
 }
@@ -123,6 +136,7 @@ class DepthwiseFunction : public torch::autograd::Function<DepthwiseFunction> {
     const Activation act = check_activation(activation, "activation");
     at::Tensor y = Ops::get().depthwise.call(x, weight, bias, stride, padding, dilation, activation);
     const bool has_bias = save_single_stage(ctx, x, weight, bias, act, y);
+    save_layout(ctx, y);
     save_geometry(ctx, stride, padding, dilation);
     ctx->saved_data["activation"] = activation_name(activation);
     ctx->saved_data["has_bias"] = has_bias;
@@ -138,7 +152,7 @@ class DepthwiseFunction : public torch::autograd::Function<DepthwiseFunction> {
     const std::string act_name = ctx->saved_data["activation"].toStringRef();
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     const at::Tensor g = activation_backward(
-        grads[0], check_activation(activation_arg(act_name), "activation"), y, [&] {
+        incoming_grad(ctx, grads[0]), check_activation(activation_arg(act_name), "activation"), y, [&] {
           return Ops::get().depthwise.call(x, weight, bias.defined() ? OptTensor(bias) : OptTensor(),
                                            geo.stride, geo.padding, geo.dilation, OptString());
         });
@@ -163,6 +177,7 @@ class PointwiseFunction : public torch::autograd::Function<PointwiseFunction> {
     const Activation act = check_activation(activation, "activation");
     at::Tensor y = Ops::get().pointwise.call(x, weight, bias, activation);
     const bool has_bias = save_single_stage(ctx, x, weight, bias, act, y);
+    save_layout(ctx, y);
     ctx->saved_data["activation"] = activation_name(activation);
     ctx->saved_data["has_bias"] = has_bias;
     return y;
@@ -174,7 +189,7 @@ class PointwiseFunction : public torch::autograd::Function<PointwiseFunction> {
     const std::string act_name = ctx->saved_data["activation"].toStringRef();
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     const at::Tensor g = activation_backward(
-        grads[0], check_activation(activation_arg(act_name), "activation"), y, [&] {
+        incoming_grad(ctx, grads[0]), check_activation(activation_arg(act_name), "activation"), y, [&] {
           return Ops::get().pointwise.call(x, weight, bias.defined() ? OptTensor(bias) : OptTensor(),
                                            OptString());
         });
@@ -205,6 +220,7 @@ class SeparableFunction : public torch::autograd::Function<SeparableFunction> {
                             has_pw_bias ? *pw_bias : at::Tensor(),
                             slope_from_output(pw_act) ? y : at::Tensor()});
     save_geometry(ctx, stride, padding, dilation);
+    save_layout(ctx, y);
     ctx->saved_data["dw_activation"] = activation_name(dw_activation);
     ctx->saved_data["pw_activation"] = activation_name(pw_activation);
     ctx->saved_data["input_size"] = x.sizes().vec();
@@ -232,7 +248,7 @@ class SeparableFunction : public torch::autograd::Function<SeparableFunction> {
 
     const at::Tensor mid = ops.depthwise.call(x, dw_weight, dw_bias, geo.stride, geo.padding,
                                               geo.dilation, activation_arg(dw_name));
-    const at::Tensor g_pw = activation_backward(grads[0], pw_act, y, [&] {
+    const at::Tensor g_pw = activation_backward(incoming_grad(ctx, grads[0]), pw_act, y, [&] {
       return ops.pointwise.call(mid, pw_weight, pw_bias, OptString());
     });
     at::Tensor gx, g_dw_w, g_pw_w, g_dw_b, g_pw_b;

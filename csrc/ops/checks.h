@@ -13,13 +13,28 @@
 
 namespace dsconv::ops {
 
+// The float dtypes each device's kernels implement: float32 and float64 everywhere,
+// float16 and bfloat16 too on CUDA (computed in float32).
+inline bool dtype_supported(at::ScalarType s, c10::DeviceType device) {
+  if (s == at::kFloat || s == at::kDouble) return true;
+  return device == c10::DeviceType::CUDA && (s == at::kHalf || s == at::kBFloat16);
+}
+
+inline bool dtype_supported(const at::Tensor& t) {
+  return dtype_supported(t.scalar_type(), t.device().type());
+}
+
+inline const char* supported_dtypes(const at::Tensor& t) {
+  return t.is_cuda() ? "float32, float64, float16 or bfloat16" : "float32 or float64";
+}
+
 inline void check_float_tensor(const at::Tensor& t, const char* name, int64_t dim,
                                const char* expected_shape) {
   TORCH_CHECK(t.defined(), name, " must be a tensor, got None");
   TORCH_CHECK(t.dim() == dim, name, " must be a ", dim, "-D tensor ", expected_shape, ", got a ",
               t.dim(), "-D tensor of shape ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
-              " must be float32 or float64, got ", t.scalar_type());
+  TORCH_CHECK(dtype_supported(t), name, " must be ", supported_dtypes(t), " on ", t.device().type(),
+              ", got ", t.scalar_type());
 }
 
 // `t` must share `x`'s dtype and device.
@@ -109,6 +124,81 @@ inline Geometry check_geometry(int64_t in_h, int64_t in_w, int64_t kernel_h, int
 inline void check_grad_out_shape(const at::Tensor& grad_out, std::initializer_list<int64_t> expected) {
   TORCH_CHECK(grad_out.sizes() == at::IntArrayRef(expected), "grad_out must have shape ",
               at::IntArrayRef(expected), " for this input and weight, got ", grad_out.sizes());
+}
+
+// Output channels per input channel of a depthwise weight with `out_channels` rows.
+inline int64_t dw_multiplier(int64_t channels, int64_t out_channels) {
+  return channels == 0 ? 1 : out_channels / channels;
+}
+
+// depthwise_backward_input: input_size is [N, C, H, W] of the forward input.
+inline Geometry check_dw_backward_input(const at::Tensor& grad_out, const at::Tensor& weight,
+                                        at::IntArrayRef input_size, at::IntArrayRef stride,
+                                        at::IntArrayRef padding, at::IntArrayRef dilation) {
+  check_input(grad_out, "grad_out");
+  TORCH_CHECK_VALUE(input_size.size() == 4, "input_size must be [N, C, H, W], got ", input_size);
+  for (int64_t d : input_size) {
+    TORCH_CHECK_VALUE(d >= 0, "input_size must be non-negative, got ", input_size);
+  }
+  check_dw_weight(weight, "weight", input_size[1], grad_out, "grad_out");
+  const Geometry g = check_geometry(input_size[2], input_size[3], weight.size(2), weight.size(3),
+                                    "weight", stride, padding, dilation);
+  check_grad_out_shape(grad_out, {input_size[0], weight.size(0), g.out_h, g.out_w});
+  return g;
+}
+
+// depthwise_backward_weight: weight_size is [C*M, 1, kh, kw].
+inline Geometry check_dw_backward_weight(const at::Tensor& grad_out, const at::Tensor& x,
+                                         at::IntArrayRef weight_size, at::IntArrayRef stride,
+                                         at::IntArrayRef padding, at::IntArrayRef dilation) {
+  check_input(grad_out, "grad_out");
+  check_input(x, "x");
+  check_same_kind(grad_out, "grad_out", x, "x");
+  TORCH_CHECK_VALUE(weight_size.size() == 4 && weight_size[1] == 1 && weight_size[2] > 0 &&
+                        weight_size[3] > 0,
+                    "weight_size must be [C*M, 1, kh, kw] with kh, kw >= 1, got ", weight_size);
+  const int64_t channels = x.size(1);
+  const int64_t out_channels = weight_size[0];
+  TORCH_CHECK(channels == 0 ? out_channels == 0
+                            : (out_channels >= channels && out_channels % channels == 0),
+              "weight_size[0] must be a positive multiple of the input channels C=", channels,
+              ", got ", out_channels);
+  const Geometry g = check_geometry(x.size(2), x.size(3), weight_size[2], weight_size[3],
+                                    "weight_size", stride, padding, dilation);
+  check_grad_out_shape(grad_out, {x.size(0), out_channels, g.out_h, g.out_w});
+  return g;
+}
+
+inline void check_pw_forward(const at::Tensor& x, const at::Tensor& weight,
+                             const std::optional<at::Tensor>& bias) {
+  check_input(x, "x");
+  check_pw_weight(weight, "weight", x.size(1), x, "x");
+  check_bias(bias, "bias", weight.size(0), x, "x");
+}
+
+// The pointwise stage of separable, applied to the depthwise output's mid_channels.
+inline void check_separable_pw(const at::Tensor& pw_weight, const std::optional<at::Tensor>& pw_bias,
+                               int64_t mid_channels, const at::Tensor& x) {
+  check_pw_weight(pw_weight, "pw_weight", mid_channels, x, "x");
+  check_bias(pw_bias, "pw_bias", pw_weight.size(0), x, "x");
+}
+
+inline void check_pw_backward_input(const at::Tensor& grad_out, const at::Tensor& weight) {
+  check_input(grad_out, "grad_out");
+  check_float_tensor(weight, "weight", 4, "[C_out, C_in, 1, 1]");
+  check_pw_weight(weight, "weight", weight.size(1), grad_out, "grad_out");
+  TORCH_CHECK(grad_out.size(1) == weight.size(0), "grad_out has ", grad_out.size(1),
+              " channels but weight has C_out=", weight.size(0));
+}
+
+inline void check_pw_backward_weight(const at::Tensor& grad_out, const at::Tensor& x) {
+  check_input(grad_out, "grad_out");
+  check_input(x, "x");
+  check_same_kind(grad_out, "grad_out", x, "x");
+  TORCH_CHECK(grad_out.size(0) == x.size(0) && grad_out.size(2) == x.size(2) &&
+                  grad_out.size(3) == x.size(3),
+              "grad_out must match x in batch and spatial size, got grad_out ", grad_out.sizes(),
+              " and x ", x.sizes());
 }
 
 inline Activation check_activation(const std::optional<c10::string_view>& name,

@@ -28,7 +28,7 @@ DepthwiseCall prepare_depthwise(const at::Tensor& x, const at::Tensor& weight,
   const Geometry g = check_geometry(x.size(2), x.size(3), weight.size(2), weight.size(3),
                                     weight_name, stride, padding, dilation);
   const int64_t channels = x.size(1);
-  const int64_t multiplier = channels == 0 ? 1 : weight.size(0) / channels;
+  const int64_t multiplier = dw_multiplier(channels, weight.size(0));
   const Layout layout = layout_of(x);
   return DepthwiseCall{make_dw_shape(x.size(0), channels, multiplier, x.size(2), x.size(3), g, act,
                                      layout),
@@ -75,30 +75,28 @@ at::Tensor depthwise_backward_input_cpu(const at::Tensor& grad_out, const at::Te
                                         at::IntArrayRef input_size, at::IntArrayRef stride,
                                         at::IntArrayRef padding, at::IntArrayRef dilation) {
   clear_kernel_record();
-  check_input(grad_out, "grad_out");
-  TORCH_CHECK_VALUE(input_size.size() == 4, "input_size must be [N, C, H, W], got ", input_size);
-  for (int64_t d : input_size) {
-    TORCH_CHECK_VALUE(d >= 0, "input_size must be non-negative, got ", input_size);
-  }
+  const Geometry g =
+      check_dw_backward_input(grad_out, weight, input_size, stride, padding, dilation);
   const int64_t channels = input_size[1];
-  check_dw_weight(weight, "weight", channels, grad_out, "grad_out");
-  const Geometry g = check_geometry(input_size[2], input_size[3], weight.size(2), weight.size(3),
-                                    "weight", stride, padding, dilation);
-  check_grad_out_shape(grad_out, {input_size[0], weight.size(0), g.out_h, g.out_w});
-  const int64_t multiplier = channels == 0 ? 1 : weight.size(0) / channels;
+  const int64_t multiplier = dw_multiplier(channels, weight.size(0));
   // Stride 1, multiplier 1: the input gradient is a depthwise convolution of grad_out with
-  // the flipped kernel and the complementary padding, so it runs the forward kernels.
+  // the flipped kernel and the complementary padding, so it runs the forward kernels. In
+  // NHWC that pays off only for large images: the flip and its weight packing (~20 us per
+  // call) outweigh the specialized forward kernels' gain below about 40x40 pixels.
+  constexpr int64_t kNhwcFlippedForwardMinPixels = 40 * 40;
   const int64_t span_h = g.dilation_h * (g.kernel_h - 1), span_w = g.dilation_w * (g.kernel_w - 1);
   const std::vector<int64_t> flipped_padding{span_h - g.pad_top, span_h - g.pad_bottom,
                                              span_w - g.pad_left, span_w - g.pad_right};
+  const Layout layout = layout_of(grad_out);
   const bool as_forward = g.stride_h == 1 && g.stride_w == 1 && multiplier == 1 && channels > 0 &&
-                          *std::min_element(flipped_padding.begin(), flipped_padding.end()) >= 0;
+                          *std::min_element(flipped_padding.begin(), flipped_padding.end()) >= 0 &&
+                          (layout == Layout::nchw ||
+                           input_size[2] * input_size[3] >= kNhwcFlippedForwardMinPixels);
   if (as_forward) {
     return depthwise_forward(prepare_depthwise(grad_out, weight.flip({2, 3}), std::nullopt, "weight",
                                                "bias", {1, 1}, flipped_padding, dilation,
                                                Activation::none));
   }
-  const Layout layout = layout_of(grad_out);
   const DwShape s = make_dw_shape(input_size[0], channels, multiplier, input_size[2],
                                   input_size[3], g, Activation::none, layout);
   at::Tensor gx = at::empty(input_size, grad_out.options().memory_format(memory_format(layout)));
@@ -106,10 +104,11 @@ at::Tensor depthwise_backward_input_cpu(const at::Tensor& grad_out, const at::Te
   const at::Tensor gy = grad_out.contiguous(memory_format(layout));
   const at::Tensor w = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "dsconv::depthwise_backward_input", [&] {
-    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::DwBackwardInput>(
-        select_kernel(dw_query(Op::dw_backward_input, dtype_of<scalar_t>(), s)));
+    const KernelEntry* entry = select_kernel(dw_query(Op::dw_backward_input, dtype_of<scalar_t>(), s));
+    const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::DwBackwardInput>(entry);
+    at::Tensor packed;
+    const scalar_t* wp = kernel_weight<scalar_t>(entry, s, w, packed);
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
-    const scalar_t* wp = w.const_data_ptr<scalar_t>();
     scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
     const int64_t row_work = s.out_channels() * s.in_w * s.kernel_h * s.kernel_w;
     parallel_per_image(s.batch, s.in_h, row_work, [&](int64_t n, int64_t r0, int64_t r1) {
@@ -124,21 +123,9 @@ at::Tensor depthwise_backward_weight_cpu(const at::Tensor& grad_out, const at::T
                                          at::IntArrayRef weight_size, at::IntArrayRef stride,
                                          at::IntArrayRef padding, at::IntArrayRef dilation) {
   clear_kernel_record();
-  check_input(grad_out, "grad_out");
-  check_input(x, "x");
-  check_same_kind(grad_out, "grad_out", x, "x");
-  TORCH_CHECK_VALUE(weight_size.size() == 4 && weight_size[1] == 1 && weight_size[2] > 0 &&
-                        weight_size[3] > 0,
-                    "weight_size must be [C*M, 1, kh, kw] with kh, kw >= 1, got ", weight_size);
+  const Geometry g = check_dw_backward_weight(grad_out, x, weight_size, stride, padding, dilation);
   const int64_t channels = x.size(1);
   const int64_t out_channels = weight_size[0];
-  TORCH_CHECK(channels == 0 ? out_channels == 0
-                            : (out_channels >= channels && out_channels % channels == 0),
-              "weight_size[0] must be a positive multiple of the input channels C=", channels,
-              ", got ", out_channels);
-  const Geometry g = check_geometry(x.size(2), x.size(3), weight_size[2], weight_size[3],
-                                    "weight_size", stride, padding, dilation);
-  check_grad_out_shape(grad_out, {x.size(0), out_channels, g.out_h, g.out_w});
   if (grad_out.numel() == 0 || x.numel() == 0) return at::zeros(weight_size, x.options());
   const Layout layout = layout_of(x);
   const DwShape s = make_dw_shape(x.size(0), channels, out_channels / channels, x.size(2),
@@ -153,9 +140,15 @@ at::Tensor depthwise_backward_weight_cpu(const at::Tensor& grad_out, const at::T
     const scalar_t* xp = xc.const_data_ptr<scalar_t>();
     scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
     const int64_t taps = s.kernel_h * s.kernel_w;
-    const int64_t channel_work = s.batch * s.out_h * s.out_w * taps;
-    at::parallel_for(0, out_channels, grain_for(channel_work), [&](int64_t begin, int64_t end) {
-      kernel(s, gyp, xp, gwp + begin * taps, begin, end);
+    // Threads own blocks of whole vectors of channels (16 floats: one AVX-512 vector, two
+    // AVX2 ones); each channel's sum runs in a fixed order, so any thread count gives the
+    // same bits.
+    constexpr int64_t kBlock = 16;
+    const int64_t blocks = (out_channels + kBlock - 1) / kBlock;
+    const int64_t block_work = kBlock * s.batch * s.out_h * s.out_w * taps;
+    at::parallel_for(0, blocks, grain_for(block_work), [&](int64_t begin, int64_t end) {
+      const int64_t c0 = begin * kBlock, c1 = std::min(out_channels, end * kBlock);
+      kernel(s, gyp, xp, gwp + c0 * taps, c0, c1);
     });
   });
   return gw;

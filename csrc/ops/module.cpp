@@ -8,6 +8,7 @@
 
 #include "../cpu/activation.h"
 #include "../cpu/dispatch.h"
+#include "checks.h"
 #include "packed_weight_cache.h"
 
 namespace py = pybind11;
@@ -31,6 +32,17 @@ PYBIND11_MODULE(_C, m) {
     const char* const* names = dsconv::activation_names(&count);
     return std::vector<std::string>(names, names + count);
   });
+  m.def("supported_dtypes", [](const std::string& device) {
+    // Python names of the dtypes the ops accept on a device type ("cpu", "cuda"): the rule
+    // of checks.h, asked by the converter.
+    const c10::DeviceType type = c10::Device(device).type();
+    std::vector<std::string> names;
+    for (const auto& [dtype, name] : {std::pair{at::kFloat, "float32"}, {at::kDouble, "float64"},
+                                      {at::kHalf, "float16"}, {at::kBFloat16, "bfloat16"}}) {
+      if (dsconv::ops::dtype_supported(dtype, type)) names.emplace_back(name);
+    }
+    return names;
+  }, "Names of the dtypes the ops accept for tensors of a device type ('cpu', 'cuda').");
   m.def("packed_cache_size", &dsconv::ops::packed_cache_size,
         "Entries in the packed-weight cache.");
   m.def("packed_cache_misses", &dsconv::ops::packed_cache_misses,

@@ -48,9 +48,7 @@ at::Tensor pointwise_cpu(const at::Tensor& x, const at::Tensor& weight,
                          std::optional<c10::string_view> activation) {
   clear_kernel_record();
   const Activation act = check_activation(activation, "activation");
-  check_input(x, "x");
-  check_pw_weight(weight, "weight", x.size(1), x, "x");
-  check_bias(bias, "bias", weight.size(0), x, "x");
+  check_pw_forward(x, weight, bias);
   return pointwise_forward(x, weight, bias.has_value() && bias->defined() ? *bias : at::Tensor(), act);
 }
 
@@ -58,11 +56,7 @@ at::Tensor pointwise_cpu(const at::Tensor& x, const at::Tensor& weight,
 // vectorized kernels).
 at::Tensor pointwise_backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weight) {
   clear_kernel_record();
-  check_input(grad_out, "grad_out");
-  check_float_tensor(weight, "weight", 4, "[C_out, C_in, 1, 1]");
-  check_pw_weight(weight, "weight", weight.size(1), grad_out, "grad_out");
-  TORCH_CHECK(grad_out.size(1) == weight.size(0), "grad_out has ", grad_out.size(1),
-              " channels but weight has C_out=", weight.size(0));
+  check_pw_backward_input(grad_out, weight);
   const at::Tensor transposed =
       weight.reshape({weight.size(0), weight.size(1)}).t().contiguous().view({weight.size(1), weight.size(0), 1, 1});
   return pointwise_forward(grad_out, transposed, at::Tensor(), Activation::none);
@@ -70,13 +64,7 @@ at::Tensor pointwise_backward_input_cpu(const at::Tensor& grad_out, const at::Te
 
 at::Tensor pointwise_backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x) {
   clear_kernel_record();
-  check_input(grad_out, "grad_out");
-  check_input(x, "x");
-  check_same_kind(grad_out, "grad_out", x, "x");
-  TORCH_CHECK(grad_out.size(0) == x.size(0) && grad_out.size(2) == x.size(2) &&
-                  grad_out.size(3) == x.size(3),
-              "grad_out must match x in batch and spatial size, got grad_out ", grad_out.sizes(),
-              " and x ", x.sizes());
+  check_pw_backward_weight(grad_out, x);
   const int64_t out_channels = grad_out.size(1);
   const int64_t in_channels = x.size(1);
   if (grad_out.numel() == 0 || x.numel() == 0) {

@@ -49,8 +49,7 @@ at::Tensor separable_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
   const DepthwiseCall call = prepare_depthwise(x, dw_weight, dw_bias, "dw_weight", "dw_bias",
                                                stride, padding, dilation, dw_act);
   const DwShape& dw = call.shape;
-  check_pw_weight(pw_weight, "pw_weight", dw.out_channels(), x, "x");
-  check_bias(pw_bias, "pw_bias", pw_weight.size(0), x, "x");
+  check_separable_pw(pw_weight, pw_bias, dw.out_channels(), x);
   const PwShape pw = make_pw_shape(dw.batch, dw.out_channels(), pw_weight.size(0), dw.out_h,
                                    dw.out_w, pw_act, dw.layout);
   at::Tensor y = at::empty({dw.batch, pw.out_channels, dw.out_h, dw.out_w},

@@ -4,6 +4,7 @@
 #pragma once
 #include "../kernel_decls.h"
 #include "depthwise.h"
+#include "depthwise_backward.h"
 #include "pointwise.h"
 
 #define DSCONV_SIMD_KERNELS(isa, Dw, Gemm, tile)                                               \
@@ -59,4 +60,40 @@
   void dwconv_generic_nchw_f32_##isa(const DwShape& s, const float* x, const float* w,        \
                                      const float* b, float* y, int64_t r0, int64_t r1) {      \
     Dw::forward_nchw<0, 0, 0>(s, x, w, b, y, r0, r1);                                         \
+  }
+
+// The depthwise backward kernels of one ISA (DwB = DepthwiseBackward<V>).
+#define DSCONV_SIMD_BACKWARD_KERNELS(isa, DwB)                                                 \
+  int64_t pack_dw_bwd_input_nhwc_f32_##isa(const DwShape& s, const float* w, float* out) {    \
+    return DwB::pack_channels_inner(s, w, out);                                               \
+  }                                                                                           \
+  void dwconv_bwd_input_generic_nhwc_f32_##isa(const DwShape& s, const float* gy,             \
+                                               const float* w, float* gx, int64_t r0,         \
+                                               int64_t r1) {                                  \
+    DwB::backward_input_nhwc(s, gy, w, gx, r0, r1);                                           \
+  }                                                                                           \
+  void dwconv_bwd_input_generic_nchw_f32_##isa(const DwShape& s, const float* gy,             \
+                                               const float* w, float* gx, int64_t r0,         \
+                                               int64_t r1) {                                  \
+    DwB::backward_input_nchw(s, gy, w, gx, r0, r1);                                           \
+  }                                                                                           \
+  void dwconv_bwd_weight_3x3_nhwc_f32_##isa(const DwShape& s, const float* gy,                \
+                                            const float* x, float* gw, int64_t c0,            \
+                                            int64_t c1) {                                     \
+    DwB::template backward_weight_nhwc<3, 3>(s, gy, x, gw, c0, c1);                           \
+  }                                                                                           \
+  void dwconv_bwd_weight_generic_nhwc_f32_##isa(const DwShape& s, const float* gy,            \
+                                                const float* x, float* gw, int64_t c0,        \
+                                                int64_t c1) {                                 \
+    DwB::template backward_weight_nhwc<0, 0>(s, gy, x, gw, c0, c1);                           \
+  }                                                                                           \
+  void dwconv_bwd_weight_3x3_nchw_f32_##isa(const DwShape& s, const float* gy,                \
+                                            const float* x, float* gw, int64_t c0,            \
+                                            int64_t c1) {                                     \
+    DwB::template backward_weight_nchw<3, 3>(s, gy, x, gw, c0, c1);                           \
+  }                                                                                           \
+  void dwconv_bwd_weight_generic_nchw_f32_##isa(const DwShape& s, const float* gy,            \
+                                                const float* x, float* gw, int64_t c0,        \
+                                                int64_t c1) {                                 \
+    DwB::template backward_weight_nchw<0, 0>(s, gy, x, gw, c0, c1);                           \
   }

@@ -24,6 +24,7 @@ using DwAvx2 = simd::Depthwise<x86::Avx2>;
 using Gemm6x16Avx2 = simd::Pointwise<x86::Avx2, 6, 2>;
 
 DSCONV_SIMD_KERNELS(avx2, DwAvx2, Gemm6x16Avx2, 6x16)
+DSCONV_SIMD_BACKWARD_KERNELS(avx2, simd::DepthwiseBackward<x86::Avx2>)
 
 }  // namespace dsconv
 
