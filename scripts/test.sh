@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Every test: sets up .venv (torch 2.13.0 CPU + this package), then runs the pytest suite.
+# Every test: sets up .venv (torch 2.13.0 CPU + this package + the bench peers ONNX Runtime and
+# LiteRT, so their graph builders are tested too), then runs the pytest suite.
 # Usage: bash scripts/test.sh [pytest args]
 set -euo pipefail
-source "$(dirname "$0")/env.sh" "[test]"
+source "$(dirname "$0")/env.sh" "[test,bench]"
 cd "$ROOT"
 start=$SECONDS
 set +e
