@@ -95,29 +95,12 @@ __global__ void __launch_bounds__(kThreads, 2)
   using AccT = Acc<T>;
   const I channels = static_cast<I>(s.out_channels());
   const I out_h = static_cast<I>(s.out_h), out_w = static_cast<I>(s.out_w);
-  const I in_h = static_cast<I>(s.in_h), in_w = static_cast<I>(s.in_w);
-  const I kh_n = static_cast<I>(s.kernel_h), kw_n = static_cast<I>(s.kernel_w);
   const I items = static_cast<I>(s.batch) * channels * out_h * out_w;
   for (I item = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); item < items;
        item += I(gridDim.x) * I(blockDim.x)) {
     const TileItem<I> t = tile_item<I, ChannelsFastest>(item, channels, out_h, out_w);
     const I oc = t.c;
-    const T* xc = x + t.n * static_cast<I>(s.x_ns) + (oc / static_cast<I>(s.multiplier)) *
-                                                         static_cast<I>(s.x_cs);
-    const T* wc = w + oc * kh_n * kw_n;
-    const I ih0 = t.th * static_cast<I>(s.stride_h) - static_cast<I>(s.pad_top);
-    const I iw0 = t.tw * static_cast<I>(s.stride_w) - static_cast<I>(s.pad_left);
-    AccT acc = AccT(0);
-    for (I kh = 0; kh < kh_n; ++kh) {
-      const I ih = ih0 + kh * static_cast<I>(s.dilation_h);
-      if (ih < 0 || ih >= in_h) continue;
-      for (I kw = 0; kw < kw_n; ++kw) {
-        const I iw = iw0 + kw * static_cast<I>(s.dilation_w);
-        if (iw < 0 || iw >= in_w) continue;
-        acc += load_as<AccT>(xc + ih * static_cast<I>(s.x_hs) + iw * static_cast<I>(s.x_ws)) *
-               load_as<AccT>(wc + kh * kw_n + kw);
-      }
-    }
+    const AccT acc = dw_pixel_sum<AccT>(s, x, w, t.n, oc, t.th, t.tw);
     store_output(s, y,
                  t.n * static_cast<I>(s.y_ns) + oc * static_cast<I>(s.y_cs) +
                      t.th * static_cast<I>(s.y_hs) + t.tw * static_cast<I>(s.y_ws),

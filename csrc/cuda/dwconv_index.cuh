@@ -46,6 +46,33 @@ inline bool fits_int32(std::initializer_list<int64_t> counts) {
   return true;
 }
 
+// The depthwise sum (no bias, no activation) of output pixel (oh, ow) of output channel oc
+// in image n, taps outside the input skipped: the one-output-per-thread form shared by the
+// generic forward kernel and the fused op's tile fill.
+template <typename AccT, typename I, typename T>
+__device__ __forceinline__ AccT dw_pixel_sum(const DwShape& s, const T* __restrict__ x,
+                                             const T* __restrict__ w, I n, I oc, I oh, I ow) {
+  const I in_h = static_cast<I>(s.in_h), in_w = static_cast<I>(s.in_w);
+  const I kh_n = static_cast<I>(s.kernel_h), kw_n = static_cast<I>(s.kernel_w);
+  const T* xc = x + n * static_cast<I>(s.x_ns) + (oc / static_cast<I>(s.multiplier)) *
+                                                     static_cast<I>(s.x_cs);
+  const T* wc = w + oc * kh_n * kw_n;
+  const I ih0 = oh * static_cast<I>(s.stride_h) - static_cast<I>(s.pad_top);
+  const I iw0 = ow * static_cast<I>(s.stride_w) - static_cast<I>(s.pad_left);
+  AccT acc = AccT(0);
+  for (I kh = 0; kh < kh_n; ++kh) {
+    const I ih = ih0 + kh * static_cast<I>(s.dilation_h);
+    if (ih < 0 || ih >= in_h) continue;
+    for (I kw = 0; kw < kw_n; ++kw) {
+      const I iw = iw0 + kw * static_cast<I>(s.dilation_w);
+      if (iw < 0 || iw >= in_w) continue;
+      acc += load_as<AccT>(xc + ih * static_cast<I>(s.x_hs) + iw * static_cast<I>(s.x_ws)) *
+             load_as<AccT>(wc + kh * kw_n + kw);
+    }
+  }
+  return acc;
+}
+
 inline int64_t dw_input_elems(const DwShape& s) { return s.batch * s.channels * s.in_h * s.in_w; }
 inline int64_t dw_output_elems(const DwShape& s) {
   return s.batch * s.out_channels() * s.out_h * s.out_w;

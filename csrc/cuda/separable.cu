@@ -23,8 +23,6 @@ template <typename T, bool ChannelsFastest> struct DepthwiseLoader {
   __device__ __forceinline__ void fill(AccT (*tile)[kGemmBN + 4], I r, I k0, I k_end, I n0,
                                        I N) const {
     const I out_w = static_cast<I>(s.out_w);
-    const I in_h = static_cast<I>(s.in_h), in_w = static_cast<I>(s.in_w);
-    const I kh_n = static_cast<I>(s.kernel_h), kw_n = static_cast<I>(s.kernel_w);
 #pragma unroll 1
     for (int e = 0; e < kGemmBK * kGemmBN / kGemmThreads; ++e) {
       const int kk = ChannelsFastest ? threadIdx.x % kGemmBK : threadIdx.x / kGemmBN + 4 * e;
@@ -32,22 +30,7 @@ template <typename T, bool ChannelsFastest> struct DepthwiseLoader {
       const I k = k0 + kk, n = n0 + nn;
       AccT v = AccT(0);
       if (k < k_end && n < N) {
-        const I oh = n / out_w, ow = n % out_w;
-        const T* xc = x + r * static_cast<I>(s.x_ns) +
-                      (k / static_cast<I>(s.multiplier)) * static_cast<I>(s.x_cs);
-        const T* wc = w + k * kh_n * kw_n;
-        const I ih0 = oh * static_cast<I>(s.stride_h) - static_cast<I>(s.pad_top);
-        const I iw0 = ow * static_cast<I>(s.stride_w) - static_cast<I>(s.pad_left);
-        for (I kh = 0; kh < kh_n; ++kh) {
-          const I ih = ih0 + kh * static_cast<I>(s.dilation_h);
-          if (ih < 0 || ih >= in_h) continue;
-          for (I kw = 0; kw < kw_n; ++kw) {
-            const I iw = iw0 + kw * static_cast<I>(s.dilation_w);
-            if (iw < 0 || iw >= in_w) continue;
-            v += load_as<AccT>(xc + ih * static_cast<I>(s.x_hs) + iw * static_cast<I>(s.x_ws)) *
-                 load_as<AccT>(wc + kh * kw_n + kw);
-          }
-        }
+        v = dw_pixel_sum<AccT>(s, x, w, r, k, n / out_w, n % out_w);
         if (bias != nullptr) v += load_as<AccT>(bias + k);
         v = apply_activation(s.activation, v);
       }

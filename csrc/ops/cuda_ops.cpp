@@ -38,10 +38,6 @@ void check_launch(const char* error, const char* op) {
 
 const void* data_or_null(const at::Tensor& t) { return t.defined() ? t.const_data_ptr() : nullptr; }
 
-at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
-  return t.has_value() && t->defined() ? t->contiguous() : at::Tensor();
-}
-
 at::Tensor depthwise_cuda(const at::Tensor& x, const at::Tensor& weight,
                           const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                           at::IntArrayRef padding, at::IntArrayRef dilation,
@@ -168,19 +164,13 @@ at::Tensor separable_cuda(const at::Tensor& x, const at::Tensor& dw_weight,
                           std::optional<c10::string_view> dw_activation,
                           std::optional<c10::string_view> pw_activation) {
   const c10::DeviceGuard guard(x.device());
-  const Activation dw_act = check_activation(dw_activation, "dw_activation");
-  const Activation pw_act = check_activation(pw_activation, "pw_activation");
-  const DepthwiseCall call = prepare_depthwise(x, dw_weight, dw_bias, "dw_weight", "dw_bias",
-                                               stride, padding, dilation, dw_act);
+  const SeparableCall c = prepare_separable(x, dw_weight, pw_weight, dw_bias, pw_bias, stride,
+                                            padding, dilation, dw_activation, pw_activation);
+  const DepthwiseCall& call = c.dw;
   const DwShape& dw = call.shape;
-  check_separable_pw(pw_weight, pw_bias, dw.out_channels(), x);
-  const PwShape pw = make_pw_shape(dw.batch, dw.out_channels(), pw_weight.size(0), dw.out_h,
-                                   dw.out_w, pw_act, dw.layout);
-  at::Tensor y = at::empty({dw.batch, pw.out_channels, dw.out_h, dw.out_w},
-                           call.x.options().memory_format(memory_format(dw.layout)));
+  const PwShape& pw = c.pw;
+  const at::Tensor &y = c.y, &wpw = c.pw_weight, &bpw = c.pw_bias;
   if (y.numel() == 0) return y;
-  const at::Tensor wpw = pw_weight.contiguous();
-  const at::Tensor bpw = contiguous_or_undefined(pw_bias);
   check_launch(cuda::separable_forward(cuda_dtype(y), dw, pw, call.x.const_data_ptr(),
                                        call.weight.const_data_ptr(), data_or_null(call.bias),
                                        wpw.const_data_ptr(), data_or_null(bpw),

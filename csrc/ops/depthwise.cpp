@@ -33,7 +33,11 @@ DepthwiseCall prepare_depthwise(const at::Tensor& x, const at::Tensor& weight,
   return DepthwiseCall{make_dw_shape(x.size(0), channels, multiplier, x.size(2), x.size(3), g, act,
                                      layout),
                        x.contiguous(memory_format(layout)), weight.contiguous(),
-                       bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor()};
+                       contiguous_or_undefined(bias)};
+}
+
+at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? t->contiguous() : at::Tensor();
 }
 
 namespace {

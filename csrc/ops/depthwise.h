@@ -1,5 +1,5 @@
-// Shared by the depthwise and separable ops: the checked, laid-out form of a depthwise
-// stage's arguments.
+// Shared by the depthwise and separable ops of every device: the checked, laid-out form of
+// their arguments.
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -21,5 +21,25 @@ DepthwiseCall prepare_depthwise(const at::Tensor& x, const at::Tensor& weight,
                                 const char* bias_name, at::IntArrayRef stride,
                                 at::IntArrayRef padding, at::IntArrayRef dilation,
                                 Activation act);
+
+// A separable call: its depthwise stage, its pointwise stage and the allocated output.
+struct SeparableCall {
+  DepthwiseCall dw;
+  PwShape pw;           // y's strides
+  at::Tensor pw_weight;  // contiguous [C_out, C*M, 1, 1]
+  at::Tensor pw_bias;    // contiguous, or undefined
+  at::Tensor y;         // [N, C_out, H', W'] in the input's layout
+};
+
+SeparableCall prepare_separable(const at::Tensor& x, const at::Tensor& dw_weight,
+                                const at::Tensor& pw_weight,
+                                const std::optional<at::Tensor>& dw_bias,
+                                const std::optional<at::Tensor>& pw_bias, at::IntArrayRef stride,
+                                at::IntArrayRef padding, at::IntArrayRef dilation,
+                                std::optional<c10::string_view> dw_activation,
+                                std::optional<c10::string_view> pw_activation);
+
+// t made contiguous, or an undefined tensor where t is absent.
+at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t);
 
 }  // namespace dsconv::ops

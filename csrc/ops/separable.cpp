@@ -7,6 +7,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <utility>
 #include <vector>
 
 #include "../cpu/dispatch.h"
@@ -44,20 +45,13 @@ at::Tensor separable_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
                          std::optional<c10::string_view> dw_activation,
                          std::optional<c10::string_view> pw_activation) {
   clear_kernel_record();
-  const Activation dw_act = check_activation(dw_activation, "dw_activation");
-  const Activation pw_act = check_activation(pw_activation, "pw_activation");
-  const DepthwiseCall call = prepare_depthwise(x, dw_weight, dw_bias, "dw_weight", "dw_bias",
-                                               stride, padding, dilation, dw_act);
+  const SeparableCall c = prepare_separable(x, dw_weight, pw_weight, dw_bias, pw_bias, stride,
+                                            padding, dilation, dw_activation, pw_activation);
+  const DepthwiseCall& call = c.dw;
   const DwShape& dw = call.shape;
-  check_separable_pw(pw_weight, pw_bias, dw.out_channels(), x);
-  const PwShape pw = make_pw_shape(dw.batch, dw.out_channels(), pw_weight.size(0), dw.out_h,
-                                   dw.out_w, pw_act, dw.layout);
-  at::Tensor y = at::empty({dw.batch, pw.out_channels, dw.out_h, dw.out_w},
-                           call.x.options().memory_format(memory_format(dw.layout)));
+  const PwShape& pw = c.pw;
+  const at::Tensor &y = c.y, &wpw = c.pw_weight, &bpw = c.pw_bias;
   if (y.numel() == 0) return y;
-  const at::Tensor wpw = pw_weight.contiguous();
-  const at::Tensor bpw =
-      pw_bias.has_value() && pw_bias->defined() ? pw_bias->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::separable", [&] {
     using Kernels = KernelTypes<scalar_t>;
     const KernelEntry* dw_entry = select_kernel(dw_query(Op::dw_forward, dtype_of<scalar_t>(), dw));
@@ -91,6 +85,27 @@ at::Tensor separable_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
 }
 
 }  // namespace
+
+SeparableCall prepare_separable(const at::Tensor& x, const at::Tensor& dw_weight,
+                                const at::Tensor& pw_weight,
+                                const std::optional<at::Tensor>& dw_bias,
+                                const std::optional<at::Tensor>& pw_bias, at::IntArrayRef stride,
+                                at::IntArrayRef padding, at::IntArrayRef dilation,
+                                std::optional<c10::string_view> dw_activation,
+                                std::optional<c10::string_view> pw_activation) {
+  const Activation dw_act = check_activation(dw_activation, "dw_activation");
+  const Activation pw_act = check_activation(pw_activation, "pw_activation");
+  DepthwiseCall call = prepare_depthwise(x, dw_weight, dw_bias, "dw_weight", "dw_bias", stride,
+                                         padding, dilation, dw_act);
+  const DwShape& dw = call.shape;
+  check_separable_pw(pw_weight, pw_bias, dw.out_channels(), x);
+  const PwShape pw = make_pw_shape(dw.batch, dw.out_channels(), pw_weight.size(0), dw.out_h,
+                                   dw.out_w, pw_act, dw.layout);
+  at::Tensor y = at::empty({dw.batch, pw.out_channels, dw.out_h, dw.out_w},
+                           call.x.options().memory_format(memory_format(dw.layout)));
+  return SeparableCall{std::move(call), pw, pw_weight.contiguous(),
+                       contiguous_or_undefined(pw_bias), std::move(y)};
+}
 
 TORCH_LIBRARY_IMPL(dsconv, CPU, m) { m.impl("separable", &separable_cpu); }
 
