@@ -40,6 +40,8 @@ struct IrWeights {
 // Bytes the row buffer and the depthwise tile of one tile may take together: with the
 // weights they stay in L2.
 constexpr int64_t kIrTileBytes = 192 * 1024;
+// The budget where the weights are larger than kIrTileBytes.
+constexpr int64_t kIrLargeWeightTileBytes = 512 * 1024;
 
 // Input rows the depthwise window of `out_rows` consecutive output rows spans.
 inline int64_t ir_input_rows(const DwShape& dw, int64_t out_rows) {
@@ -63,7 +65,13 @@ IrTiling ir_tiling(const IrShape& s, int64_t threads) {
   };
   int64_t rows = 1;
   while (rows < dw.out_h && bytes(rows + 1) <= kIrTileBytes) ++rows;
-  // Equal work per thread: enough tiles for every thread, and a tile count the threads
+  // Each tile streams the expand and project weights once: where they outweigh the budget,
+  // tiles grow (to a whole small image) so the weights are read fewer times.
+  const int64_t weight_bytes = (s.has_expand ? s.expand.in_channels * dw.channels : 0) +
+                               (s.has_project ? dw.out_channels() * s.project.out_channels : 0);
+  if (weight_bytes * int64_t(sizeof(T)) > kIrTileBytes) {
+    while (rows < dw.out_h && bytes(rows + 1) <= kIrLargeWeightTileBytes) ++rows;
+  }  // Equal work per thread: enough tiles for every thread, and a tile count the threads
   // divide, where fewer rows per tile give one.
   threads = std::max<int64_t>(1, threads);
   auto tiles_of = [&](int64_t r) { return (dw.out_h + r - 1) / r; };
