@@ -28,10 +28,11 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.nn.utils import parametrize
 
 from . import nn as dse_nn
 from ._recognize import activation_name, conv_kind, is_plain
-from .fold import BatchNormParams, batch_norm_params
+from .fold import BatchNormParams, batch_norm_params, fold_into
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 _OUR_MODULES = (dse_nn.DepthwiseConv2d, dse_nn.PointwiseConv2d, dse_nn.SeparableConv2d,
@@ -43,7 +44,7 @@ _OUR_MODULES = (dse_nn.DepthwiseConv2d, dse_nn.PointwiseConv2d, dse_nn.Separable
 @dataclass
 class Replacement:
     path: str      # where the fused module is (the first conv's place)
-    kind: str      # 'inverted_residual', 'separable', 'depthwise' or 'pointwise'
+    kind: str      # 'inverted_residual', 'separable', 'depthwise', 'pointwise' or 'conv'
     pattern: str   # what it replaced, e.g. 'depthwise+bn+relu6 -> pointwise+bn'
     replaced: List[str]  # the modules / calls it replaced, in order
 
@@ -69,6 +70,7 @@ class ConvertReport:
         steps = [s for r in self.replaced for s in r.pattern.replace(" -> ", "+").split("+")]
         return {"inverted_residual": kinds["inverted_residual"], "separable": kinds["separable"],
                 "depthwise": kinds["depthwise"], "pointwise": kinds["pointwise"],
+                "conv": kinds["conv"],  # other convolutions, kept with their BatchNorm folded in
                 "residual_adds_fused": sum(s == "add" for s in steps),
                 "batchnorm_folded": sum(s == "bn" for s in steps),
                 "activations_fused": sum(s in ("relu", "relu6", "hardswish") for s in steps),
@@ -83,7 +85,8 @@ class ConvertReport:
         c = self.counts
         lines = [f"dsconv_ext.convert: {len(self.replaced)} fused modules "
                  f"({c['inverted_residual']} inverted residual, {c['separable']} separable, "
-                 f"{c['depthwise']} depthwise, {c['pointwise']} pointwise), "
+                 f"{c['depthwise']} depthwise, {c['pointwise']} pointwise, "
+                 f"{c['conv']} other convolution with its BatchNorm folded), "
                  f"{c['batchnorm_folded']} BatchNorms folded, {c['activations_fused']} activations "
                  f"and {c['residual_adds_fused']} residual adds fused; returned as {'a torch.fx.GraphModule' if self.graph_module else 'the model'}"]
         lines += [f"  {n:4d} x {p}" for p, n in self.patterns.items()]
@@ -381,6 +384,13 @@ class _Match:
                            (["add"] if self.residual is not None else []))
 
     def build(self) -> nn.Module:
+        if self.labels == ["conv"]:  # an nn.Conv2d with the BatchNorm folded in
+            stage = self.stages[0]
+            conv = copy.deepcopy(stage.conv.conv)
+            weight, bias = fold_into(conv.weight, conv.bias, stage.bn.bn)
+            conv.weight = nn.Parameter(weight, requires_grad=conv.weight.requires_grad)
+            conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
+            return conv
         modules = []
         for stage in self.stages:
             cls = dse_nn.DepthwiseConv2d if stage.conv.label == "depthwise" else dse_nn.PointwiseConv2d
@@ -443,6 +453,10 @@ def _find_matches(view: _GraphView, skipped: List[Skip]) -> List[_Match]:
         if conv is None:
             if why:
                 skipped.append(Skip(node.target if node.op == "call_module" else node.name, why))
+                folded = _bn_fold_only(view, node)
+                if folded is not None:
+                    claimed.update(s.node for s in folded.steps)
+                    matches.append(folded)
             continue
         stages = [_stage(view, conv, skipped)]
         follow = {"depthwise": ["pointwise"], "pointwise": ["depthwise", "pointwise"]}
@@ -460,6 +474,22 @@ def _find_matches(view: _GraphView, skipped: List[Skip]) -> List[_Match]:
         claimed.update(s.node for s in match.steps)
         matches.append(match)
     return matches
+
+
+def _bn_fold_only(view: _GraphView, node: fx.Node) -> Optional[_Match]:
+    """A convolution the ops do not compute (e.g. a network's first, standard one) still
+    gets the BatchNorm after it folded in: the match replaces it by a folded nn.Conv2d and
+    the BatchNorm by nn.Identity (its activation stays a module of its own)."""
+    module = view._module(node)
+    if not is_plain(module, nn.Conv2d) or parametrize.is_parametrized(module) \
+            or not view.editable(node.target):
+        return None
+    stage = _stage(view, _Step(node, "conv", "conv", path=node.target, conv=module), [])
+    if stage.bn is None:
+        return None
+    stage.act = None
+    stage.steps = stage.steps[:stage.steps.index(stage.bn) + 1]
+    return _Match([stage])
 
 
 _ADD_FUNCTIONS = {operator.add, torch.add}
