@@ -48,8 +48,6 @@ static inline TapRange interior_columns(const DwShape& s) {
 // NHWC rows whose pixels are at most this many bytes apart run row by row per channel
 // vector (taps in registers); wider pixels run pixel by pixel with channels innermost.
 constexpr int64_t kSmallChannelBytes = 96;
-// Output columns per group in the NHWC column-reuse path (accumulators in registers).
-constexpr int kColumnGroup = 8;
 
 template <class V>
 struct Depthwise {
@@ -181,65 +179,6 @@ struct Depthwise {
     for (; ow < s.out_w; ++ow) border(ow);
   }
 
-  // Channels [c, c + N) of U consecutive output columns from ow0, all inside the input
-  // (dilation 1, column stride SW), kernel rows ki of output row oh. Each input column of a
-  // kernel row is loaded once and used by every tap that reads it (KW of them at stride 1):
-  // (U - 1) * SW + KW loads and KW weight loads per U * KW FMAs, against one load per FMA
-  // when every tap reloads its pixel. y_row points at output row oh.
-  template <int KH, int KW, int SW, int U, bool FULL>
-  static void nhwc_columns(const DwShape& s, const float* x, const float* w, const float* bias,
-                           float* y_row, int64_t oh, TapRange ki, int64_t ow0, int64_t c,
-                           typename V::Mask m) {
-    auto load = [m](const float* p) { return FULL ? V::load(p) : V::load(p, m); };
-    const int64_t C = s.channels;
-    const reg b = bias ? load(bias + c) : V::zero();
-    reg acc[U];
-#pragma GCC unroll 16
-    for (int u = 0; u < U; ++u) acc[u] = b;
-    const float* first = x + (oh * s.stride_h - s.pad_top) * s.x_hs +
-                         (ow0 * SW - s.pad_left) * s.x_ws + c;
-    for (int64_t i = ki.lo; i < ki.hi; ++i) {
-      const float* row = first + i * s.dilation_h * s.x_hs;
-      reg wt[KW];
-#pragma GCC unroll 8
-      for (int j = 0; j < KW; ++j) wt[j] = load(w + (i * KW + j) * C + c);
-#pragma GCC unroll 32
-      for (int q = 0; q < (U - 1) * SW + KW; ++q) {
-        const reg xq = load(row + q * s.x_ws);
-#pragma GCC unroll 8
-        for (int j = 0; j < KW; ++j) {
-          const int u = (q - j) / SW;
-          if (q >= j && (q - j) % SW == 0 && u < U) acc[u] = V::fma(xq, wt[j], acc[u]);
-        }
-      }
-    }
-#pragma GCC unroll 16
-    for (int u = 0; u < U; ++u) {
-      const reg r = activate<V>(s.activation, acc[u]);
-      float* out = y_row + (ow0 + u) * s.y_ws + c;
-      FULL ? V::store(out, r) : V::store(out, r, m);
-    }
-  }
-
-  // Interior columns [from, to) of output row oh (to - from a multiple of U), all channels:
-  // column groups outer, channel vectors inner, so the few input lines a group reads are
-  // reused by the next channel vector from L1 whatever the pixel stride.
-  template <int KH, int KW, int SW, int U>
-  static void nhwc_interior(const DwShape& s, const float* x, const float* w, const float* bias,
-                            float* y_row, int64_t oh, TapRange ki, int64_t from, int64_t to) {
-    const int64_t C = s.channels;
-    for (int64_t ow = from; ow < to; ow += U) {
-      int64_t c = 0;
-      for (; c + N <= C; c += N) {
-        nhwc_columns<KH, KW, SW, U, true>(s, x, w, bias, y_row, oh, ki, ow, c, V::mask(N));
-      }
-      if (c < C) {
-        nhwc_columns<KH, KW, SW, U, false>(s, x, w, bias, y_row, oh, ki, ow, c,
-                                           V::mask(static_cast<int>(C - c)));
-      }
-    }
-  }
-
   template <int KH, int KW>
   static void forward_nhwc_rows(const DwShape& s, const float* x, const float* w, const float* bias,
                                 float* y, int64_t oh_begin, int64_t oh_end) {
@@ -315,42 +254,20 @@ struct Depthwise {
           }
         }
       };
-      // Pixels [from, to) one by one, through their tap address tables.
-      auto pixels = [&](int64_t from, int64_t to) {
-        int64_t ow = from;
-        for (; ow + PX <= to; ow += PX) {
-          float* out[PX];
-          for (int p = 0; p < PX; ++p) {
-            gather_taps(ow + p, in + p * taps);
-            out[p] = y_row + (ow + p) * s.y_ws;
-          }
-          nhwc_pixel_group<TAPS, PX>(taps, in, w, C, bias, out, s.activation);
+      int64_t ow = 0;
+      for (; ow + PX <= s.out_w; ow += PX) {
+        float* out[PX];
+        for (int p = 0; p < PX; ++p) {
+          gather_taps(ow + p, in + p * taps);
+          out[p] = y_row + (ow + p) * s.y_ws;
         }
-        for (; ow < to; ++ow) {
-          float* out[1] = {y_row + ow * s.y_ws};
-          gather_taps(ow, in);
-          nhwc_pixel_group<TAPS, 1>(taps, in, w, C, bias, out, s.activation);
-        }
-      };
-      // Interior columns in groups of kColumnGroup reuse each loaded input column across
-      // taps (fixed kernel size, dilation 1, stride 1 or 2); the rest run pixel by pixel.
-      constexpr int U = kColumnGroup;
-      const int64_t groups_end = inner.lo + (inner.hi - inner.lo) / U * U;
-      const bool by_columns = KH > 0 && KW > 0 && s.dilation_w == 1 && groups_end > inner.lo &&
-                              (s.stride_w == 1 || s.stride_w == 2);
-      if (!by_columns) {
-        pixels(0, s.out_w);
-        continue;
+        nhwc_pixel_group<TAPS, PX>(taps, in, w, C, bias, out, s.activation);
       }
-      pixels(0, inner.lo);
-      if constexpr (KH > 0 && KW > 0) {
-        if (s.stride_w == 1) {
-          nhwc_interior<KH, KW, 1, U>(s, x, w, bias, y_row, oh, ki, inner.lo, groups_end);
-        } else {
-          nhwc_interior<KH, KW, 2, U>(s, x, w, bias, y_row, oh, ki, inner.lo, groups_end);
-        }
+      for (; ow < s.out_w; ++ow) {
+        float* out[1] = {y_row + ow * s.y_ws};
+        gather_taps(ow, in);
+        nhwc_pixel_group<TAPS, 1>(taps, in, w, C, bias, out, s.activation);
       }
-      pixels(groups_end, s.out_w);
     }
   }
 
