@@ -18,8 +18,9 @@ NETS = ("v1", "v2", "v3l")
 VARIANTS = ("aten_nchw", "aten_cl", "dse_nchw", "dse_cl")
 
 
-def peak_bytes(fn):
-    """The most bytes of tensors fn's allocations held at once."""
+def held_bytes(fn):
+    """(the most bytes of tensors fn's allocations held at once, the bytes still held when it
+    returns)."""
     import torch
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
                                 profile_memory=True) as prof:
@@ -31,7 +32,7 @@ def peak_bytes(fn):
     for e in events:
         held += e.self_cpu_memory_usage
         peak = max(peak, held)
-    return peak
+    return peak, held
 
 
 def measure(net, variant, batch):
@@ -45,9 +46,9 @@ def measure(net, variant, batch):
     variants, _, _, _ = make_net(dse, net, batch)
     fn = variants[variant]
     with torch.inference_mode():
-        warm = peak_bytes(fn)  # the first call also packs and caches weights
-        peak = peak_bytes(fn)
-    return peak // 1024, max(0, warm - peak) // 1024
+        _, warm_end = held_bytes(fn)  # the first call also packs and caches weights
+        peak, end = held_bytes(fn)    # what both still hold at the end: the output (and cache)
+    return peak // 1024, max(0, warm_end - end) // 1024
 
 
 def main(argv=None):
