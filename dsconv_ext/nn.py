@@ -70,6 +70,21 @@ def _from_conv_check(cls_name: str, conv: nn.Module, expected: str):
 
 
 
+def _param(module: nn.Module, name: str) -> Optional[torch.Tensor]:
+    """module.<name> for a parameter (or None), without nn.Module.__getattr__'s cost; a
+    parametrized or otherwise non-plain attribute is read the usual way."""
+    params = module._parameters
+    return params[name] if name in params else getattr(module, name)
+
+
+def _explicit_padding(module: nn.Module):
+    """[top, bottom, left, right] of a depthwise module's padding (the op's form)."""
+    p = module.padding
+    if isinstance(p, str):
+        return dsf._padding(p, _param(module, "weight"), module.stride, module.dilation)
+    return (p[0], p[0], p[1], p[1])
+
+
 def _bias_activation_repr(module) -> str:
     """The extra_repr tail shared by the single-stage modules."""
     s = ", bias=False" if module.bias is None else ""
@@ -117,8 +132,10 @@ class DepthwiseConv2d(nn.Module):
         _reset(self.weight, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dsf.depthwise(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                             self.activation)
+        # Straight to the op overload: at batch 1 the small layers' calls are mostly fixed
+        # cost, and the functional wrapper's argument handling is part of it.
+        return dsf._depthwise(x, _param(self, "weight"), _param(self, "bias"), self.stride,
+                              _explicit_padding(self), self.dilation, self.activation)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -176,7 +193,7 @@ class PointwiseConv2d(nn.Module):
         _reset(self.weight, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dsf.pointwise(x, self.weight, self.bias, self.activation)
+        return dsf._pointwise(x, _param(self, "weight"), _param(self, "bias"), self.activation)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}"
@@ -277,9 +294,11 @@ class SeparableConv2d(nn.Module):
         self.pointwise.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dw, pw = self.depthwise, self.pointwise
-        return dsf.separable(x, dw.weight, pw.weight, dw.bias, pw.bias, dw.stride, dw.padding,
-                             dw.dilation, dw.activation, pw.activation)
+        stages = self._modules
+        dw, pw = stages["depthwise"], stages["pointwise"]
+        return dsf._separable(x, _param(dw, "weight"), _param(pw, "weight"), _param(dw, "bias"),
+                              _param(pw, "bias"), dw.stride, _explicit_padding(dw), dw.dilation,
+                              dw.activation, pw.activation)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -365,12 +384,14 @@ class InvertedResidual(nn.Module):
                 m.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        e, d, p = self.expand, self.depthwise, self.project
-        return dsf.inverted_residual(
-            x, e.weight if e is not None else None, d.weight,
-            p.weight if p is not None else None, e.bias if e is not None else None, d.bias,
-            p.bias if p is not None else None, d.stride, d.padding, d.dilation,
-            e.activation if e is not None else None, d.activation,
+        stages = self._modules
+        e, d, p = stages.get("expand"), stages["depthwise"], stages.get("project")
+        return dsf._inverted_residual(
+            x, _param(e, "weight") if e is not None else None, _param(d, "weight"),
+            _param(p, "weight") if p is not None else None,
+            _param(e, "bias") if e is not None else None, _param(d, "bias"),
+            _param(p, "bias") if p is not None else None, d.stride, _explicit_padding(d),
+            d.dilation, e.activation if e is not None else None, d.activation,
             p.activation if p is not None else None, self.residual)
 
     def extra_repr(self) -> str:

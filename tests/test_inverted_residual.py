@@ -283,3 +283,36 @@ def test_errors(bad, match):
     for grad in (False, True):  # the fused kernel and the differentiable chain check alike
         with pytest.raises((RuntimeError, ValueError), match=match):
             dse.inverted_residual(x.clone().requires_grad_(grad), ew, dw, pw, **kw)
+
+
+@pytest.mark.parametrize("expanded,stride", [(24, 1), (8, 1), (24, 2)])
+def test_module_matches_unfused_block(expanded, stride):
+    torch.manual_seed(0)
+    block = dse.nn.InvertedResidual(8, 8, expanded, kernel_size=3, stride=stride,
+                                    activation="hardswish").eval()
+    assert block.residual == (stride == 1)
+    assert (block.expand is None) == (expanded == 8)
+    x = torch.randn(2, 8, 11, 9).contiguous(memory_format=torch.channels_last)
+    e, d, p = block.expand, block.depthwise, block.project
+    with torch.no_grad():
+        y = block(x)
+        ref = ref_block(x, e.weight if e else None, d.weight, p.weight, e.bias if e else None,
+                        d.bias, p.bias, stride, 1, 1, "hardswish" if e else None, "hardswish",
+                        None, block.residual)
+    torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-4)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    # Parameters replaced by a parametrization are read through the module, not its dict.
+    torch.nn.utils.parametrize.register_parametrization(d, "weight", _Double())
+    with torch.no_grad():
+        w = d.parametrizations.weight.original
+        doubled = dse.inverted_residual(x, e.weight if e else None, 2 * w, p.weight,
+                                        e.bias if e else None, d.bias, p.bias, stride, 1,
+                                        expand_activation="hardswish" if e else None,
+                                        dw_activation="hardswish", residual=block.residual)
+        torch.testing.assert_close(block(x), doubled)
+        assert not torch.allclose(doubled, y)
+
+
+class _Double(torch.nn.Module):
+    def forward(self, w):
+        return 2 * w

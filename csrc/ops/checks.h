@@ -255,12 +255,12 @@ inline Activation check_activation(const std::optional<c10::string_view>& name,
   Activation act = Activation::none;
   if (!name.has_value()) return act;
   const std::string s(name->data(), name->size());
-  int count = 0;
+  if (s != "none" && parse_activation(s.c_str(), &act)) return act;
+  int count = 0;  // the message is built only for a bad name: this runs on every call
   const char* const* names = activation_names(&count);
   std::string expected = "None";
   for (int i = 1; i < count; ++i) expected += std::string(", '") + names[i] + "'";
-  TORCH_CHECK_VALUE(s != "none" && parse_activation(s.c_str(), &act), arg_name, " '", s,
-                    "' is not supported; expected one of ", expected);
+  TORCH_CHECK_VALUE(false, arg_name, " '", s, "' is not supported; expected one of ", expected);
   return act;
 }
 
