@@ -174,3 +174,21 @@ def test_half_mobilenet_layer(dtype):
 def test_converter_takes_half_convs_on_cuda(dtype):
     from dsconv_ext._recognize import conv_kind
     assert conv_kind(torch.nn.Conv2d(4, 4, 3, groups=4).to("cuda", dtype)) == ("depthwise", "")
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_inverted_residual_on_cuda(layout):
+    """The block on CUDA (the chain of the CUDA ops) matches the CPU op, forward and backward."""
+    from test_inverted_residual import make_block
+    tensors, kwargs = make_block(torch.Generator().manual_seed(3), batch=2, cin=8, mid=24, cout=8,
+                                 hw=(13, 11), layout=layout, dtype=torch.float64)
+    cpu = [t.clone().requires_grad_() if t is not None else None for t in tensors]
+    gpu = [to_device(t, "cuda").requires_grad_() if t is not None else None for t in tensors]
+    y_cpu, y_gpu = dse.inverted_residual(*cpu, **kwargs), dse.inverted_residual(*gpu, **kwargs)
+    torch.testing.assert_close(y_gpu.cpu(), y_cpu)
+    assert y_gpu.stride() == y_cpu.stride()
+    y_cpu.sum().backward()
+    y_gpu.sum().backward()
+    for a, b in zip(cpu, gpu):
+        if a is not None:
+            torch.testing.assert_close(b.grad.cpu(), a.grad)
