@@ -58,7 +58,8 @@ def dse_kernels(dse, model, inputs):
         if chain not in seen:
             seen.append(chain)
 
-    ours = (dse.nn.DepthwiseConv2d, dse.nn.PointwiseConv2d, dse.nn.SeparableConv2d)
+    ours = (dse.nn.DepthwiseConv2d, dse.nn.PointwiseConv2d, dse.nn.SeparableConv2d,
+            dse.nn.InvertedResidual)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, ours)]
     try:
         for x in inputs:

@@ -82,3 +82,16 @@ def _separable(x, dw_weight, pw_weight, dw_bias=None, pw_bias=None, stride=(1, 1
                   pw_bias=pw_bias)
     oh, ow = _conv_out(x, dw_weight, stride, padding, dilation)
     return _empty(x, (x.shape[0], pw_weight.shape[0], oh, ow), _format(x))
+
+
+@torch.library.register_fake(lib + "inverted_residual")
+def _inverted_residual(x, expand_weight, dw_weight, project_weight, expand_bias=None,
+                       dw_bias=None, project_bias=None, stride=(1, 1), padding=(0, 0, 0, 0),
+                       dilation=(1, 1), expand_activation=None, dw_activation=None,
+                       project_activation=None, residual=False):
+    _check_device("x", x, expand_weight=expand_weight, dw_weight=dw_weight,
+                  project_weight=project_weight, expand_bias=expand_bias, dw_bias=dw_bias,
+                  project_bias=project_bias)
+    oh, ow = _conv_out(x, dw_weight, stride, padding, dilation)
+    out = project_weight.shape[0] if project_weight is not None else dw_weight.shape[0]
+    return _empty(x, (x.shape[0], out, oh, ow), _format(x))

@@ -244,9 +244,22 @@ def model_cost(model: nn.Module, input_size: Sequence[int] = (3, 224, 224),
     layers: List[LayerCost] = []
     names = {m: n for n, m in model.named_modules()}
     counted = (nn.Conv2d, nn.Linear, dse_nn.DepthwiseConv2d, dse_nn.PointwiseConv2d,
-               dse_nn.SeparableConv2d)
+               dse_nn.SeparableConv2d, dse_nn.InvertedResidual)
 
     def hook(m, inputs, out):
+        if isinstance(m, dse_nn.InvertedResidual):  # one call: its stages, as if run apart
+            x = inputs[0]
+            for stage_name in ("expand", "depthwise", "project"):
+                stage = getattr(m, stage_name)
+                if stage is None:
+                    continue
+                oh, ow = (x.shape[2:] if stage_name == "expand" else out.shape[2:])
+                y = out.new_empty((x.shape[0], stage.out_channels, oh, ow))
+                kind, cost = _layer_cost(stage, y)
+                layers.append(LayerCost(f"{names[m]}.{stage_name}", kind, tuple(x.shape[1:]),
+                                        tuple(y.shape[1:]), cost, stage))
+                x = y
+            return
         kind, cost = _layer_cost(m, out)
         layers.append(LayerCost(names[m], kind, tuple(inputs[0].shape[1:]), tuple(out.shape[1:]),
                                 cost, m))

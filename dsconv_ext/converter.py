@@ -20,6 +20,7 @@ How:
 """
 import copy
 import inspect
+import operator
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
@@ -27,13 +28,15 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.nn.utils import parametrize
 
 from . import nn as dse_nn
 from ._recognize import activation_name, conv_kind, is_plain
-from .fold import BatchNormParams, batch_norm_params
+from .fold import BatchNormParams, batch_norm_params, fold_into
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
-_OUR_MODULES = (dse_nn.DepthwiseConv2d, dse_nn.PointwiseConv2d, dse_nn.SeparableConv2d)
+_OUR_MODULES = (dse_nn.DepthwiseConv2d, dse_nn.PointwiseConv2d, dse_nn.SeparableConv2d,
+                dse_nn.InvertedResidual)
 
 
 # ---------------------------------------------------------------- report
@@ -41,7 +44,7 @@ _OUR_MODULES = (dse_nn.DepthwiseConv2d, dse_nn.PointwiseConv2d, dse_nn.Separable
 @dataclass
 class Replacement:
     path: str      # where the fused module is (the first conv's place)
-    kind: str      # 'separable', 'depthwise' or 'pointwise'
+    kind: str      # 'inverted_residual', 'separable', 'depthwise', 'pointwise' or 'conv'
     pattern: str   # what it replaced, e.g. 'depthwise+bn+relu6 -> pointwise+bn'
     replaced: List[str]  # the modules / calls it replaced, in order
 
@@ -65,8 +68,10 @@ class ConvertReport:
         """Fused modules by kind, BatchNorms folded, activations fused, convolutions skipped."""
         kinds = Counter(r.kind for r in self.replaced)
         steps = [s for r in self.replaced for s in r.pattern.replace(" -> ", "+").split("+")]
-        return {"separable": kinds["separable"], "depthwise": kinds["depthwise"],
-                "pointwise": kinds["pointwise"],
+        return {"inverted_residual": kinds["inverted_residual"], "separable": kinds["separable"],
+                "depthwise": kinds["depthwise"], "pointwise": kinds["pointwise"],
+                "conv": kinds["conv"],  # other convolutions, kept with their BatchNorm folded in
+                "residual_adds_fused": sum(s == "add" for s in steps),
                 "batchnorm_folded": sum(s == "bn" for s in steps),
                 "activations_fused": sum(s in ("relu", "relu6", "hardswish") for s in steps),
                 "skipped": len(self.skipped)}
@@ -78,10 +83,12 @@ class ConvertReport:
 
     def __str__(self) -> str:
         c = self.counts
-        lines = [f"dsconv_ext.convert: {len(self.replaced)} fused modules ({c['separable']} separable, "
-                 f"{c['depthwise']} depthwise, {c['pointwise']} pointwise), "
+        lines = [f"dsconv_ext.convert: {len(self.replaced)} fused modules "
+                 f"({c['inverted_residual']} inverted residual, {c['separable']} separable, "
+                 f"{c['depthwise']} depthwise, {c['pointwise']} pointwise, "
+                 f"{c['conv']} other convolution with its BatchNorm folded), "
                  f"{c['batchnorm_folded']} BatchNorms folded, {c['activations_fused']} activations "
-                 f"fused; returned as {'a torch.fx.GraphModule' if self.graph_module else 'the model'}"]
+                 f"and {c['residual_adds_fused']} residual adds fused; returned as {'a torch.fx.GraphModule' if self.graph_module else 'the model'}"]
         lines += [f"  {n:4d} x {p}" for p, n in self.patterns.items()]
         if self.skipped:
             lines.append(f"skipped ({len(self.skipped)}):")
@@ -151,7 +158,7 @@ def _chain_graph(module: nn.Module, names: List[str], chained: bool) -> fx.Graph
 @dataclass
 class _Step:
     node: fx.Node
-    role: str                           # 'conv', 'bn', 'act', or 'pass' (an nn.Identity)
+    role: str                           # 'conv', 'bn', 'act', 'add' (a residual) or 'pass' (an nn.Identity)
     label: str                          # in pattern strings: 'depthwise', 'bn', 'relu6', ...
     path: Optional[str] = None          # the module's path, None for a functional call
     conv: Optional[nn.Conv2d] = None
@@ -206,8 +213,10 @@ def _functional_activation(node: fx.Node) -> Optional[str]:
 class _GraphView:
     """Recognizes steps in a traced graph and follows values from one step to the next."""
 
-    def __init__(self, gm: fx.GraphModule, module_only: bool, uses_of_module: Counter):
+    def __init__(self, gm: fx.GraphModule, module_only: bool, uses_of_module: Counter,
+                 root: nn.Module):
         self.gm = gm
+        self.root = root  # the module traced (gm holds only the leaf modules it calls)
         self.module_only = module_only  # only module calls can be matched (untraced chains)
         self.modules = dict(gm.named_modules())
         nodes = list(gm.graph.nodes)
@@ -351,25 +360,47 @@ class _Stage:
 @dataclass
 class _Match:
     stages: List[_Stage]
+    residual: Optional[_Step] = None  # the add of the block's input, fused too
+    block_path: Optional[str] = None  # the module whose forward is exactly this match
 
     @property
     def steps(self) -> List[_Step]:
-        return [s for stage in self.stages for s in stage.steps]
+        steps = [s for stage in self.stages for s in stage.steps]
+        return steps + [self.residual] if self.residual is not None else steps
+
+    @property
+    def labels(self) -> List[str]:
+        return [stage.conv.label for stage in self.stages]
 
     @property
     def kind(self) -> str:
-        return "separable" if len(self.stages) == 2 else self.stages[0].conv.label
+        if self.labels[0] == "pointwise" and len(self.stages) > 1 or self.residual is not None:
+            return "inverted_residual"
+        return "separable" if len(self.stages) == 2 else self.labels[0]
 
     @property
     def pattern(self) -> str:
-        return " -> ".join(stage.label for stage in self.stages)
+        return " -> ".join([stage.label for stage in self.stages] +
+                           (["add"] if self.residual is not None else []))
 
     def build(self) -> nn.Module:
+        if self.labels == ["conv"]:  # an nn.Conv2d with the BatchNorm folded in
+            stage = self.stages[0]
+            conv = copy.deepcopy(stage.conv.conv)
+            weight, bias = fold_into(conv.weight, conv.bias, stage.bn.bn)
+            conv.weight = nn.Parameter(weight, requires_grad=conv.weight.requires_grad)
+            conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
+            return conv
         modules = []
         for stage in self.stages:
             cls = dse_nn.DepthwiseConv2d if stage.conv.label == "depthwise" else dse_nn.PointwiseConv2d
             modules.append(cls.from_modules(stage.conv.conv, stage.bn.bn if stage.bn else None,
                                             stage.act.activation if stage.act else None))
+        if self.kind == "inverted_residual":
+            expand = modules.pop(0) if self.labels[0] == "pointwise" else None
+            project = modules[1] if len(modules) > 1 else None
+            return dse_nn.InvertedResidual.from_parts(expand, modules[0], project,
+                                                      residual=self.residual is not None)
         return modules[0] if len(modules) == 1 else dse_nn.SeparableConv2d.from_parts(*modules)
 
 
@@ -396,7 +427,24 @@ def _stage(view: _GraphView, conv: _Step, skipped: List[Skip]) -> _Stage:
     return stage
 
 
+def _next_conv(view: _GraphView, stage: _Stage, label: str) -> Optional[_Stage]:
+    """The `label` convolution stage that takes `stage`'s output and nothing else does."""
+    passed: List[_Step] = []
+    nxt = view.follow(stage.steps[-1].node, passed)
+    if nxt is None:
+        return None
+    conv, _ = view.conv_step(nxt)  # a refused conv is reported when the loop gets to it
+    if conv is None or conv.label != label:
+        return None
+    nxt_stage = _stage(view, conv, [])
+    nxt_stage.steps[:0] = passed
+    return nxt_stage
+
+
 def _find_matches(view: _GraphView, skipped: List[Skip]) -> List[_Match]:
+    """Chains from each unclaimed convolution, in graph order: depthwise -> pointwise
+    (separable), pointwise -> depthwise (-> pointwise) (inverted residual), or one stage;
+    a block whose last stage's output is added to its input also takes the add."""
     matches, claimed = [], set()
     for node in view.gm.graph.nodes:
         if node in claimed:
@@ -405,20 +453,77 @@ def _find_matches(view: _GraphView, skipped: List[Skip]) -> List[_Match]:
         if conv is None:
             if why:
                 skipped.append(Skip(node.target if node.op == "call_module" else node.name, why))
+                folded = _bn_fold_only(view, node)
+                if folded is not None:
+                    claimed.update(s.node for s in folded.steps)
+                    matches.append(folded)
             continue
         stages = [_stage(view, conv, skipped)]
-        if conv.label == "depthwise":
-            passed: List[_Step] = []
-            nxt = view.follow(stages[0].steps[-1].node, passed)
-            if nxt is not None:
-                pw, _ = view.conv_step(nxt)  # a refused conv is reported when the loop gets to it
-                if pw is not None and pw.label == "pointwise":
-                    stages.append(_stage(view, pw, skipped))
-                    stages[1].steps[:0] = passed
+        follow = {"depthwise": ["pointwise"], "pointwise": ["depthwise", "pointwise"]}
+        for label in follow[conv.label]:
+            nxt = _next_conv(view, stages[-1], label)
+            if nxt is None:
+                break
+            stages.append(nxt)
+        if [s.conv.label for s in stages] == ["pointwise", "pointwise"]:  # not a block
+            stages = stages[:1]
         match = _Match(stages)
+        if [s.conv.label for s in stages] in (["depthwise", "pointwise"],
+                                              ["pointwise", "depthwise", "pointwise"]):
+            _take_residual(view, match)
         claimed.update(s.node for s in match.steps)
         matches.append(match)
     return matches
+
+
+def _bn_fold_only(view: _GraphView, node: fx.Node) -> Optional[_Match]:
+    """A convolution the ops do not compute (e.g. a network's first, standard one) still
+    gets the BatchNorm after it folded in: the match replaces it by a folded nn.Conv2d and
+    the BatchNorm by nn.Identity (its activation stays a module of its own)."""
+    module = view._module(node)
+    if not is_plain(module, nn.Conv2d) or parametrize.is_parametrized(module) \
+            or not view.editable(node.target):
+        return None
+    stage = _stage(view, _Step(node, "conv", "conv", path=node.target, conv=module), [])
+    if stage.bn is None:
+        return None
+    stage.act = None
+    stage.steps = stage.steps[:stage.steps.index(stage.bn) + 1]
+    return _Match([stage])
+
+
+_ADD_FUNCTIONS = {operator.add, torch.add}
+
+
+def _take_residual(view: _GraphView, match: _Match) -> None:
+    """match takes the residual add that follows it where that add sums the block's input and
+    its output, and the module whose forward computes the add computes exactly the match
+    and the add (so that module is what the fused block replaces)."""
+    last = match.stages[-1].steps[-1].node
+    block_input = match.stages[0].conv.node.args[0]
+    if len(last.users) != 1:
+        return
+    add = next(iter(last.users))
+    is_add = (add.op == "call_function" and add.target in _ADD_FUNCTIONS) or \
+        (add.op == "call_method" and add.target == "add")
+    if not is_add or add.kwargs or len(add.args) != 2 or set(add.args) != {last, block_input}:
+        return
+    stack = add.meta.get("nn_module_stack") or {}
+    if not stack:
+        return
+    path = list(stack.values())[-1][0]
+    inside = {n for n in view.gm.graph.nodes
+              if any(p == path for p, _ in (n.meta.get("nn_module_stack") or {}).values())}
+    steps = {s.node for s in match.steps} | {add}
+    try:
+        module = view.root.get_submodule(path)
+    except AttributeError:
+        return
+    if inside != steps or view.uses_of_module[id(module)] != 1 \
+            or view.attributes_read(path):
+        return
+    match.residual = _Step(add, "add", "add")
+    match.block_path = path
 
 
 # ---------------------------------------------------------------- applying
@@ -430,6 +535,9 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
 
 def _apply_to_modules(root: nn.Module, matches: List[_Match]) -> None:
     for match in matches:
+        if match.block_path is not None:  # the whole block module is the match
+            _set_submodule(root, match.block_path, match.build())
+            continue
         steps = match.steps
         _set_submodule(root, steps[0].path, match.build())
         for step in steps[1:]:
@@ -494,10 +602,11 @@ def _convert(module: nn.Module, prefix: str, uses: Counter, report: ConvertRepor
         report.untraced.append(Skip(prefix.rstrip("."), f"{type(e).__name__}: {message}"))
         return _convert_children(module, prefix, uses, report)
     skipped: List[Skip] = []
-    view = _GraphView(gm, module_only=False, uses_of_module=uses)
+    view = _GraphView(gm, module_only=False, uses_of_module=uses, root=module)
     matches = _find_matches(view, skipped)
     _with_prefix(prefix, matches, skipped, report)
-    if all(view.editable(s.path) for m in matches for s in m.steps):
+    if all(m.block_path is not None or all(view.editable(s.path) for s in m.steps)
+           for m in matches):
         _apply_to_modules(module, matches)
         return module
     if prefix == "":
@@ -516,7 +625,7 @@ def _convert_children(module: nn.Module, prefix: str, uses: Counter,
     handled = set()
     if chain:
         view = _GraphView(_chain_graph(module, chain, chained), module_only=True,
-                          uses_of_module=uses)
+                          uses_of_module=uses, root=module)
         skipped: List[Skip] = []
         matches = _find_matches(view, skipped)
         _with_prefix(prefix, matches, skipped, report)

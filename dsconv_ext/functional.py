@@ -12,6 +12,7 @@ from . import _C
 _depthwise = torch.ops.dsconv.depthwise.default
 _pointwise = torch.ops.dsconv.pointwise.default
 _separable = torch.ops.dsconv.separable.default
+_inverted_residual = torch.ops.dsconv.inverted_residual.default
 
 # The activations every op accepts (defined once, in csrc/cpu/activation.h).
 ACTIVATIONS = (None,) + tuple(n for n in _C.activation_names() if n != "none")
@@ -77,3 +78,26 @@ def separable(x: torch.Tensor, dw_weight: torch.Tensor, pw_weight: torch.Tensor,
     return _separable(x, dw_weight, pw_weight, dw_bias, pw_bias, stride,
                       _padding(padding, dw_weight, stride, dilation), dilation, dw_activation,
                       pw_activation)
+
+
+def inverted_residual(x: torch.Tensor, expand_weight: Optional[torch.Tensor],
+                      dw_weight: torch.Tensor, project_weight: Optional[torch.Tensor],
+                      expand_bias: Optional[torch.Tensor] = None,
+                      dw_bias: Optional[torch.Tensor] = None,
+                      project_bias: Optional[torch.Tensor] = None, stride: IntPair = 1,
+                      padding: Padding = 0, dilation: IntPair = 1,
+                      expand_activation: Optional[str] = None,
+                      dw_activation: Optional[str] = None,
+                      project_activation: Optional[str] = None,
+                      residual: bool = False) -> torch.Tensor:
+    """The MobileNetV2/V3 block in one call: 1x1 expand -> bias -> act -> depthwise -> bias
+    -> act -> 1x1 project -> bias -> act (-> + x with residual=True). Neither the expanded
+    tensor nor the depthwise output is written to memory. expand_weight=None skips the
+    expand stage (expansion 1); project_weight=None returns the depthwise stage's output
+    (where a squeeze-excite comes next). stride, padding and dilation are the depthwise
+    stage's, as in F.conv2d."""
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    return _inverted_residual(x, expand_weight, dw_weight, project_weight, expand_bias, dw_bias,
+                              project_bias, stride, _padding(padding, dw_weight, stride, dilation),
+                              dilation, expand_activation, dw_activation, project_activation,
+                              bool(residual))

@@ -70,6 +70,21 @@ def _from_conv_check(cls_name: str, conv: nn.Module, expected: str):
 
 
 
+def _param(module: nn.Module, name: str) -> Optional[torch.Tensor]:
+    """module.<name> for a parameter (or None), without nn.Module.__getattr__'s cost; a
+    parametrized or otherwise non-plain attribute is read the usual way."""
+    params = module._parameters
+    return params[name] if name in params else getattr(module, name)
+
+
+def _explicit_padding(module: nn.Module):
+    """[top, bottom, left, right] of a depthwise module's padding (the op's form)."""
+    p = module.padding
+    if isinstance(p, str):
+        return dsf._padding(p, _param(module, "weight"), module.stride, module.dilation)
+    return (p[0], p[0], p[1], p[1])
+
+
 def _bias_activation_repr(module) -> str:
     """The extra_repr tail shared by the single-stage modules."""
     s = ", bias=False" if module.bias is None else ""
@@ -117,8 +132,10 @@ class DepthwiseConv2d(nn.Module):
         _reset(self.weight, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dsf.depthwise(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                             self.activation)
+        # Straight to the op overload: at batch 1 the small layers' calls are mostly fixed
+        # cost, and the functional wrapper's argument handling is part of it.
+        return dsf._depthwise(x, _param(self, "weight"), _param(self, "bias"), self.stride,
+                              _explicit_padding(self), self.dilation, self.activation)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -176,7 +193,7 @@ class PointwiseConv2d(nn.Module):
         _reset(self.weight, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dsf.pointwise(x, self.weight, self.bias, self.activation)
+        return dsf._pointwise(x, _param(self, "weight"), _param(self, "bias"), self.activation)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}"
@@ -277,13 +294,111 @@ class SeparableConv2d(nn.Module):
         self.pointwise.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dw, pw = self.depthwise, self.pointwise
-        return dsf.separable(x, dw.weight, pw.weight, dw.bias, pw.bias, dw.stride, dw.padding,
-                             dw.dilation, dw.activation, pw.activation)
+        stages = self._modules
+        dw, pw = stages["depthwise"], stages["pointwise"]
+        return dsf._separable(x, _param(dw, "weight"), _param(pw, "weight"), _param(dw, "bias"),
+                              _param(pw, "bias"), dw.stride, _explicit_padding(dw), dw.dilation,
+                              dw.activation, pw.activation)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}")
 
 
-__all__ = ["DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d"]
+class InvertedResidual(nn.Module):
+    """The MobileNetV2/V3 block in one fused call (`dsconv_ext.inverted_residual`): 1x1
+    expand -> activation -> depthwise kxk -> activation -> 1x1 project (-> + x); neither
+    the expanded tensor nor the depthwise output goes to memory.
+
+    Holds `expand` (a PointwiseConv2d, or None when expansion is 1), `depthwise` (a
+    DepthwiseConv2d) and `project` (a PointwiseConv2d, or None: the block then ends after
+    the depthwise stage, where a squeeze-excite continues); `residual` adds the input.
+    `activation` follows the expand and the depthwise stage (V2: relu6; V3: relu or
+    hardswish). residual=None means: when stride is 1 and the output has the input's
+    channels.
+    padding defaults to kernel_size // 2 * dilation (the MobileNet convention)."""
+
+    def __init__(self, in_channels: int, out_channels: int, expanded_channels: int,
+                 kernel_size: IntPair = 3, stride: IntPair = 1, padding: Optional[Padding] = None,
+                 dilation: IntPair = 1, *, activation: Optional[str] = "relu6",
+                 project_activation: Optional[str] = None,
+                 residual: Optional[bool] = None, bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        _check_channels(type(self).__name__, in_channels=in_channels, out_channels=out_channels,
+                        expanded_channels=expanded_channels)
+        kernel, dil = _pair(kernel_size, "kernel_size"), _pair(dilation, "dilation")
+        if padding is None:
+            padding = (kernel[0] // 2 * dil[0], kernel[1] // 2 * dil[1])
+        factory = dict(device=device, dtype=dtype)
+        self.expand = (PointwiseConv2d(in_channels, expanded_channels, bias=bias,
+                                       activation=activation, **factory)
+                       if expanded_channels != in_channels else None)
+        self.depthwise = DepthwiseConv2d(
+            expanded_channels, expanded_channels, kernel, stride, padding, dil, bias=bias,
+            activation=activation, **factory)
+        self.project = PointwiseConv2d(expanded_channels, out_channels, bias=bias,
+                                       activation=project_activation, **factory)
+        if residual is None:
+            residual = self.depthwise.stride == (1, 1) and in_channels == out_channels
+        self.residual = bool(residual)
+
+    @classmethod
+    def from_parts(cls, expand: Optional[PointwiseConv2d], depthwise: DepthwiseConv2d,
+                   project: Optional[PointwiseConv2d], residual: bool = False) -> "InvertedResidual":
+        """A block made of these modules (used as they are, not copied)."""
+        for name, m, optional in (("expand", expand, True), ("project", project, True)):
+            if not (isinstance(m, PointwiseConv2d) or (optional and m is None)):
+                raise TypeError(f"InvertedResidual.from_parts: {name} must be a PointwiseConv2d "
+                                f"or None, got {type(m).__name__}")
+        if not isinstance(depthwise, DepthwiseConv2d):
+            raise TypeError("InvertedResidual.from_parts: depthwise must be a DepthwiseConv2d, "
+                            f"got {type(depthwise).__name__}")
+        if expand is not None and expand.out_channels != depthwise.in_channels:
+            raise ValueError(f"InvertedResidual.from_parts: expand gives {expand.out_channels} "
+                             f"channels but depthwise takes {depthwise.in_channels}")
+        if project is not None and project.in_channels != depthwise.out_channels:
+            raise ValueError(f"InvertedResidual.from_parts: depthwise gives "
+                             f"{depthwise.out_channels} channels but project takes "
+                             f"{project.in_channels}")
+        module = cls.__new__(cls)
+        nn.Module.__init__(module)
+        module.expand, module.depthwise, module.project = expand, depthwise, project
+        module.residual = bool(residual)
+        return module
+
+    @property
+    def in_channels(self) -> int:
+        return (self.expand or self.depthwise).in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return (self.project or self.depthwise).out_channels
+
+    @property
+    def stride(self):
+        return self.depthwise.stride
+
+    def reset_parameters(self) -> None:
+        for m in (self.expand, self.depthwise, self.project):
+            if m is not None:
+                m.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stages = self._modules
+        e, d, p = stages.get("expand"), stages["depthwise"], stages.get("project")
+        return dsf._inverted_residual(
+            x, _param(e, "weight") if e is not None else None, _param(d, "weight"),
+            _param(p, "weight") if p is not None else None,
+            _param(e, "bias") if e is not None else None, _param(d, "bias"),
+            _param(p, "bias") if p is not None else None, d.stride, _explicit_padding(d),
+            d.dilation, e.activation if e is not None else None, d.activation,
+            p.activation if p is not None else None, self.residual)
+
+    def extra_repr(self) -> str:
+        mid = self.depthwise.in_channels
+        return (f"{self.in_channels}, {self.out_channels}, expanded_channels={mid}, "
+                f"kernel_size={self.depthwise.kernel_size}, stride={self.stride}, "
+                f"residual={self.residual}")
+
+
+__all__ = ["DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d", "InvertedResidual"]

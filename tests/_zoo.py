@@ -140,8 +140,10 @@ class EfficientNetStyle(nn.Module):
         return self.head(self.blocks(self.stem(x)).mean((2, 3)))
 
 
-# Blocks 1-2: expand, dw, project, two SE convs -> lone; block 3: expand lone, dw -> project.
-EFFICIENTNET_STYLE = dict(separable=1, depthwise=2, pointwise=9, skipped=1, graph_module=False)
+# Blocks 1-2: expand, dw, project, two SE convs -> lone (SiLU does not fuse); block 3: the
+# whole inverted residual with its add (its module replaced).
+EFFICIENTNET_STYLE = dict(inverted_residual=1, separable=0, depthwise=2, pointwise=8,
+                          residual_adds_fused=1, skipped=1, graph_module=False)
 
 
 class DataDependent(nn.Module):

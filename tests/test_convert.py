@@ -10,7 +10,7 @@ from torch import fx, nn
 
 import dsconv_ext as dse
 from dsconv_ext import models
-from dsconv_ext.nn import DepthwiseConv2d, PointwiseConv2d, SeparableConv2d
+from dsconv_ext.nn import DepthwiseConv2d, InvertedResidual, PointwiseConv2d, SeparableConv2d
 
 from _zoo import ZOO, calibrate
 
@@ -20,14 +20,21 @@ pytestmark = [pytest.mark.usefixtures("one_thread"),
 # name -> (constructor, expected counts); the package's models at half width.
 PACKAGE = {
     "mobilenet_v1": (lambda: models.mobilenet_v1(10, 0.5),
-                     dict(separable=13, depthwise=0, pointwise=0, skipped=1, graph_module=False)),
+                     dict(inverted_residual=0, separable=13, depthwise=0, pointwise=0,
+                          residual_adds_fused=0, skipped=1, graph_module=False)),
+    # V2: every block fused whole (the first, expansion 1 and no residual, as separable), the
+    # 10 residual adds with them.
     "mobilenet_v2": (lambda: models.mobilenet_v2(10, 0.5),
-                     dict(separable=17, depthwise=0, pointwise=17, skipped=1, graph_module=False)),
-    # V3: blocks with squeeze-excite keep depthwise and projection apart.
+                     dict(inverted_residual=16, separable=1, depthwise=0, pointwise=1,
+                          residual_adds_fused=10, skipped=1, graph_module=False)),
+    # V3: blocks with squeeze-excite fuse expand -> depthwise; the SE's two 1x1 convolutions
+    # and the projection after it stay pointwise (and their residual add stays).
     "mobilenet_v3_large": (lambda: models.mobilenet_v3_large(10, 0.5),
-                           dict(separable=7, depthwise=8, pointwise=39, skipped=1, graph_module=False)),
+                           dict(inverted_residual=15, separable=0, depthwise=0, pointwise=25,
+                                residual_adds_fused=5, skipped=1, graph_module=False)),
     "mobilenet_v3_small": (lambda: models.mobilenet_v3_small(10, 0.5),
-                           dict(separable=2, depthwise=9, pointwise=38, skipped=1, graph_module=False)),
+                           dict(inverted_residual=10, separable=0, depthwise=1, pointwise=28,
+                                residual_adds_fused=1, skipped=1, graph_module=False)),
 }
 ALL = {**ZOO, **PACKAGE}
 
@@ -59,8 +66,9 @@ def test_same_outputs_and_expected_patterns(converted, name):
     original, model, report = converted[name]
     expected = ALL[name][1]
     counts = report.counts
-    assert {k: counts[k] for k in ("separable", "depthwise", "pointwise", "skipped")} == \
-        {k: expected[k] for k in ("separable", "depthwise", "pointwise", "skipped")}, str(report)
+    keys = ("inverted_residual", "separable", "depthwise", "pointwise", "residual_adds_fused",
+            "skipped")
+    assert {k: counts[k] for k in keys} == {k: expected.get(k, 0) for k in keys}, str(report)
     assert report.graph_module == expected["graph_module"] == isinstance(model, fx.GraphModule)
     if not report.graph_module:
         assert type(model) is type(original)
@@ -142,12 +150,13 @@ def test_report(converted):
     assert "padding_mode='reflect'" in reasons["reflect"]
     assert report.patterns == {"depthwise+bn+relu6 -> pointwise+bn+hardswish": 1,
                                "depthwise+bn+relu -> pointwise+relu": 1,
-                               "depthwise": 1, "pointwise": 1}
-    assert report.counts["batchnorm_folded"] == 3 and report.counts["activations_fused"] == 4
+                               "depthwise": 1, "pointwise": 1, "conv+bn": 1}
+    assert report.counts["batchnorm_folded"] == 4 and report.counts["activations_fused"] == 4
     dw2 = next(r for r in report.replaced if r.path == "dw2")
     assert dw2.kind == "separable" and dw2.replaced == ["dw2", "dw2_bn", "act", "pw2", "act"]
     text = str(report)
-    assert "4 fused modules (2 separable, 1 depthwise, 1 pointwise)" in text
+    assert ("5 fused modules (0 inverted residual, 2 separable, 1 depthwise, 1 pointwise, 1 other "
+            "convolution with its BatchNorm folded)") in text
     assert "torch.fx.GraphModule" in text and "padding_mode='reflect'" in text
     # F.batch_norm's parameters went with it; untouched modules keep their names.
     keys = set(model.state_dict())
@@ -157,11 +166,17 @@ def test_report(converted):
 
 def test_package_model_keeps_structure(converted):
     _, model, report = converted["mobilenet_v2"]
+    first = model.features[1].conv  # expansion 1: depthwise, projection
+    assert isinstance(first[0][0], SeparableConv2d) and isinstance(first[1][0], nn.Identity)
+    # Stride 2, no residual: the block's convolutions are replaced, the block stays.
     block = model.features[2].conv  # expansion, depthwise, projection
-    assert isinstance(block[0][0], PointwiseConv2d) and block[0][0].activation == "relu6"
-    assert isinstance(block[1][0], SeparableConv2d)
-    assert isinstance(block[2][0], nn.Identity) and isinstance(block[1][1], nn.Identity)
-    assert "17 x depthwise+bn+relu6 -> pointwise+bn" in str(report)
+    assert isinstance(block[0][0], InvertedResidual) and not block[0][0].residual
+    assert block[0][0].expand.activation == "relu6" and block[0][0].project.activation is None
+    assert isinstance(block[1][0], nn.Identity) and isinstance(block[2][0], nn.Identity)
+    # With a residual: the whole block module is replaced, the add fused.
+    assert isinstance(model.features[3], InvertedResidual) and model.features[3].residual
+    assert "1 x depthwise+bn+relu6 -> pointwise+bn" in str(report)
+    assert "10 x pointwise+bn+relu6 -> depthwise+bn+relu6 -> pointwise+bn -> add" in str(report)
 
 
 def test_inplace_and_copy():

@@ -80,6 +80,20 @@ def cases():
         ("pointwise_backward_input", "f64-weight-grad", (t(1, 3, 2, 6, dtype=f64),
                                                          t(3, 2, 1, 1, dtype=f64, grad=True))),
         ("pointwise_backward_weight", "nchw-grad", (t(2, 7, 4, 3, grad=True), t(2, 5, 4, 3, grad=True))),
+        # inverted_residual(x, expand_weight, dw_weight, project_weight, expand_bias, dw_bias,
+        # project_bias, stride, padding, dilation, expand_act, dw_act, project_act, residual)
+        ("inverted_residual", "cl-residual", (t(2, 4, 6, 5, layout="channels_last"), t(12, 4, 1, 1),
+                                              t(12, 1, 3, 3), t(4, 12, 1, 1), t(12), t(12), t(4),
+                                              [1, 1], [1, 1, 1, 1], [1, 1], "relu6", "relu6",
+                                              None, True)),
+        ("inverted_residual", "nchw-no-project", (t(1, 3, 7, 6), t(6, 3, 1, 1), t(6, 1, 5, 5),
+                                                  None, None, t(6), None, [2, 2], [2, 2, 2, 2],
+                                                  [1, 1], "hardswish", "relu", None, False)),
+        ("inverted_residual", "f64-grad", (t(1, 2, 5, 4, dtype=f64, grad=True), None,
+                                           t(2, 1, 3, 3, dtype=f64, grad=True),
+                                           t(2, 2, 1, 1, dtype=f64, grad=True), None, None, None,
+                                           [1, 1], [1, 1, 1, 1], [1, 1], None, "relu6", None,
+                                           True)),
     ]
 
 
@@ -91,5 +105,5 @@ def test_opcheck(name, args):
 def test_every_op_is_checked():
     registered = {n.split("::")[1].split(".")[0] for n in torch._C._dispatch_get_all_op_names()
                   if n.startswith("dsconv::")}
-    assert len(registered) == 7
+    assert len(registered) == 8
     assert {n for n, _, _ in cases()} == registered

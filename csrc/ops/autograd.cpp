@@ -11,6 +11,8 @@
 #include <torch/library.h>
 
 #include "checks.h"
+#include "inverted_residual.h"
+#include "op_handles.h"
 #include "tensor_shapes.h"
 
 namespace dsconv::ops {
@@ -18,40 +20,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-using OptTensor = std::optional<at::Tensor>;
-using OptString = std::optional<c10::string_view>;
-
-// Typed handles of the ops, through the dispatcher (so autograd records them when
-// backward itself is differentiated).
-using DepthwiseSig = at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&,
-                                at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, OptString);
-using DwGradSig = at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef,
-                             at::IntArrayRef, at::IntArrayRef, at::IntArrayRef);
-using PointwiseSig = at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, OptString);
-using PwGradSig = at::Tensor(const at::Tensor&, const at::Tensor&);
-using SeparableSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                const OptTensor&, const OptTensor&, at::IntArrayRef,
-                                at::IntArrayRef, at::IntArrayRef, OptString, OptString);
-
-template <typename Sig>
-c10::TypedOperatorHandle<Sig> op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
-}
-
-struct Ops {
-  c10::TypedOperatorHandle<DepthwiseSig> depthwise = op<DepthwiseSig>("dsconv::depthwise");
-  c10::TypedOperatorHandle<DwGradSig> dw_grad_input = op<DwGradSig>("dsconv::depthwise_backward_input");
-  c10::TypedOperatorHandle<DwGradSig> dw_grad_weight = op<DwGradSig>("dsconv::depthwise_backward_weight");
-  c10::TypedOperatorHandle<PointwiseSig> pointwise = op<PointwiseSig>("dsconv::pointwise");
-  c10::TypedOperatorHandle<PwGradSig> pw_grad_input = op<PwGradSig>("dsconv::pointwise_backward_input");
-  c10::TypedOperatorHandle<PwGradSig> pw_grad_weight = op<PwGradSig>("dsconv::pointwise_backward_weight");
-  c10::TypedOperatorHandle<SeparableSig> separable = op<SeparableSig>("dsconv::separable");
-
-  static const Ops& get() {  // after load: the schemas are registered by then
-    static const Ops ops;
-    return ops;
-  }
-};
 
 bool needs_preactivation(Activation act) { return act == Activation::hardswish; }
 bool slope_from_output(Activation act) { return act == Activation::relu || act == Activation::relu6; }
@@ -323,9 +291,34 @@ at::Tensor separable_autograd(const at::Tensor& x, const at::Tensor& dw_weight,
                                   dilation, dw_activation, pw_activation);
 }
 
+// With gradients, the block runs as its chain of ops (inverted_residual_composite), which
+// autograd differentiates op by op (and, through the backward ops, twice): training keeps
+// the expanded tensor for backward as the unfused block does. Inference runs the fused kernel.
+at::Tensor inverted_residual_autograd(const at::Tensor& x, const OptTensor& expand_weight,
+                                      const at::Tensor& dw_weight, const OptTensor& project_weight,
+                                      const OptTensor& expand_bias, const OptTensor& dw_bias,
+                                      const OptTensor& project_bias, at::IntArrayRef stride,
+                                      at::IntArrayRef padding, at::IntArrayRef dilation,
+                                      OptString expand_activation, OptString dw_activation,
+                                      OptString project_activation, bool residual) {
+  const OptTensor x_ = x, dw_ = dw_weight;
+  if (!records({&x_, &expand_weight, &dw_, &project_weight, &expand_bias, &dw_bias, &project_bias})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return Ops::get().inverted_residual.call(x, expand_weight, dw_weight, project_weight,
+                                             expand_bias, dw_bias, project_bias, stride, padding,
+                                             dilation, expand_activation, dw_activation,
+                                             project_activation, residual);
+  }
+  return inverted_residual_composite(x, expand_weight, dw_weight, project_weight, expand_bias,
+                                     dw_bias, project_bias, stride, padding, dilation,
+                                     expand_activation, dw_activation, project_activation,
+                                     residual);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(dsconv, Autograd, m) {
+  m.impl("inverted_residual", &inverted_residual_autograd);
   m.impl("depthwise", &depthwise_autograd);
   m.impl("pointwise", &pointwise_autograd);
   m.impl("separable", &separable_autograd);

@@ -194,6 +194,55 @@ inline void check_separable_pw(const at::Tensor& pw_weight, const std::optional<
   check_bias(pw_bias, "pw_bias", pw_weight.size(0), x, "x");
 }
 
+// inverted_residual: x -> expand (1x1, optional) -> depthwise -> project (1x1, optional),
+// each stage's weight taking the previous stage's channels; residual needs the output to
+// have x's shape.
+struct IrGeometry {
+  Geometry g;
+  int64_t expanded, mid, out;  // channels after each stage
+};
+inline IrGeometry check_inverted_residual(
+    const at::Tensor& x, const std::optional<at::Tensor>& expand_weight, const at::Tensor& dw_weight,
+    const std::optional<at::Tensor>& project_weight, const std::optional<at::Tensor>& expand_bias,
+    const std::optional<at::Tensor>& dw_bias, const std::optional<at::Tensor>& project_bias,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+    bool expand_activation, bool project_activation, bool residual) {
+  check_input(x, "x");
+  const bool has_expand = expand_weight.has_value() && expand_weight->defined();
+  const bool has_project = project_weight.has_value() && project_weight->defined();
+  IrGeometry r{};
+  r.expanded = x.size(1);
+  if (has_expand) {
+    check_pw_weight(*expand_weight, "expand_weight", x.size(1), x, "x");
+    r.expanded = expand_weight->size(0);
+    check_bias(expand_bias, "expand_bias", r.expanded, x, "x");
+  } else {
+    TORCH_CHECK_VALUE(!(expand_bias.has_value() && expand_bias->defined()) && !expand_activation,
+                      "expand_bias and expand_activation need an expand_weight (without one "
+                      "there is no expand stage)");
+  }
+  check_dw_weight(dw_weight, "dw_weight", r.expanded, x, "x");
+  check_bias(dw_bias, "dw_bias", dw_weight.size(0), x, "x");
+  r.g = check_geometry(x.size(2), x.size(3), dw_weight.size(2), dw_weight.size(3), "dw_weight",
+                       stride, padding, dilation);
+  r.mid = r.out = dw_weight.size(0);
+  if (has_project) {
+    check_pw_weight(*project_weight, "project_weight", r.mid, x, "x");
+    r.out = project_weight->size(0);
+    check_bias(project_bias, "project_bias", r.out, x, "x");
+  } else {
+    TORCH_CHECK_VALUE(!(project_bias.has_value() && project_bias->defined()) && !project_activation,
+                      "project_bias and project_activation need a project_weight (without one "
+                      "there is no project stage)");
+  }
+  if (residual) {
+    TORCH_CHECK(r.out == x.size(1) && r.g.out_h == x.size(2) && r.g.out_w == x.size(3),
+                "residual=True adds x to the output, so the output [", x.size(0), ", ", r.out,
+                ", ", r.g.out_h, ", ", r.g.out_w, "] must have x's shape ", x.sizes());
+  }
+  return r;
+}
+
 inline void check_pw_backward_input(const at::Tensor& grad_out, const at::Tensor& weight) {
   check_input(grad_out, "grad_out");
   check_float_tensor(weight, "weight", 4, "[C_out, C_in, 1, 1]");
@@ -217,12 +266,12 @@ inline Activation check_activation(const std::optional<c10::string_view>& name,
   Activation act = Activation::none;
   if (!name.has_value()) return act;
   const std::string s(name->data(), name->size());
-  int count = 0;
+  if (s != "none" && parse_activation(s.c_str(), &act)) return act;
+  int count = 0;  // the message is built only for a bad name: this runs on every call
   const char* const* names = activation_names(&count);
   std::string expected = "None";
   for (int i = 1; i < count; ++i) expected += std::string(", '") + names[i] + "'";
-  TORCH_CHECK_VALUE(s != "none" && parse_activation(s.c_str(), &act), arg_name, " '", s,
-                    "' is not supported; expected one of ", expected);
+  TORCH_CHECK_VALUE(false, arg_name, " '", s, "' is not supported; expected one of ", expected);
   return act;
 }
 

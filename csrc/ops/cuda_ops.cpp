@@ -11,6 +11,7 @@
 #include "../cuda/launch.h"
 #include "checks.h"
 #include "depthwise.h"
+#include "inverted_residual.h"
 #include "tensor_shapes.h"
 
 namespace dsconv::ops {
@@ -189,6 +190,8 @@ TORCH_LIBRARY_IMPL(dsconv, CUDA, m) {
   m.impl("pointwise_backward_input", &pointwise_backward_input_cuda);
   m.impl("pointwise_backward_weight", &pointwise_backward_weight_cuda);
   m.impl("separable", &separable_cuda);
+  // No fused CUDA kernel yet: the chain of the CUDA ops above.
+  m.impl("inverted_residual", &inverted_residual_composite);
 }
 
 }  // namespace dsconv::ops

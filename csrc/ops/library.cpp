@@ -29,4 +29,13 @@ TORCH_LIBRARY(dsconv, m) {
       "Tensor? pw_bias=None, int[2] stride=[1, 1], int[4] padding=[0, 0, 0, 0], "
       "int[2] dilation=[1, 1], str? dw_activation=None, str? pw_activation=None) -> Tensor",
       tags);
+  // expand_weight None: no expand stage (expansion 1); project_weight None: the output is
+  // the depthwise stage's (a squeeze-excite block continues from there). residual adds x.
+  m.def(
+      "inverted_residual(Tensor x, Tensor? expand_weight, Tensor dw_weight, "
+      "Tensor? project_weight, Tensor? expand_bias=None, Tensor? dw_bias=None, "
+      "Tensor? project_bias=None, int[2] stride=[1, 1], int[4] padding=[0, 0, 0, 0], "
+      "int[2] dilation=[1, 1], str? expand_activation=None, str? dw_activation=None, "
+      "str? project_activation=None, bool residual=False) -> Tensor",
+      tags);
 }

@@ -8,7 +8,6 @@
 #include <torch/library.h>
 
 #include <utility>
-#include <vector>
 
 #include "../cpu/dispatch.h"
 #include "../cpu/separable.h"
@@ -16,27 +15,10 @@
 #include "depthwise.h"
 #include "packing.h"
 #include "tensor_shapes.h"
+#include "tile_buffer.h"
 
 namespace dsconv::ops {
 namespace {
-
-// A tile of up to 2 * kSeparableMaxTileBytes (the budget plus a row) lives in a per-thread
-// buffer kept between calls (a call neither allocates nor clears it); a larger one (very
-// wide intermediate rows) is allocated for the call.
-template <typename T>
-struct TileBuffer {
-  std::vector<T> large;
-  T* get(int64_t elements) {
-    const size_t n = static_cast<size_t>(elements);
-    if (n * sizeof(T) > static_cast<size_t>(2 * kSeparableMaxTileBytes)) {
-      large.resize(n);
-      return large.data();
-    }
-    thread_local std::vector<T> kept;
-    if (kept.size() < n) kept.resize(n);
-    return kept.data();
-  }
-};
 
 at::Tensor separable_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
                          const at::Tensor& pw_weight, const std::optional<at::Tensor>& dw_bias,

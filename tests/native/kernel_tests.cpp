@@ -18,6 +18,9 @@
 #include "problems.h"
 
 namespace dsconv::native {
+
+int64_t fused_driver_tests(int64_t* cases);  // fused_tests.cpp
+
 namespace {
 
 // Calls the kernel fn (dtype T) for units [u0, u1) of image n.
@@ -179,5 +182,11 @@ int main(int argc, char** argv) {
   }
   std::printf("%lld kernels tested, %lld cases, %lld kernels failed\n", static_cast<long long>(tested),
               static_cast<long long>(total_cases), static_cast<long long>(failed_kernels));
-  return failed_kernels == 0 && (only != nullptr || tested > 0) ? 0 : 1;
+  int64_t fused_cases = 0, fused_failed = 0;
+  if (only == nullptr) {
+    fused_failed = fused_driver_tests(&fused_cases);
+    std::printf("fused drivers: %lld cases, %lld failed\n", static_cast<long long>(fused_cases),
+                static_cast<long long>(fused_failed));
+  }
+  return failed_kernels == 0 && fused_failed == 0 && (only != nullptr || tested > 0) ? 0 : 1;
 }

@@ -8,6 +8,7 @@ namespace dsconv::native {
 namespace {
 
 constexpr int kChannels = 33, kWidths = 17;
+constexpr int64_t kWideWidths[] = {18, 21, 26, 35, 41};
 const int64_t kHeights[] = {1, 3, 5, 7, 9};
 const Activation kActivations[] = {Activation::none, Activation::relu, Activation::relu6,
                                    Activation::hardswish};
@@ -137,6 +138,20 @@ std::vector<Problem> dw_problems(const KernelEntry& e) {
         if (make_dw(e.op, g, 2, c, h, w, pad_mode, layout, act, bias, &p)) {
           out.push_back(p);
         }
+      }
+    }
+  }
+  // Wide rows: several groups of interior columns at stride 2 (NHWC column-group path),
+  // and channel counts past the small-channel row path.
+  for (const DwGeometry& g : geometries) {
+    for (int64_t w : kWideWidths) {
+      const int64_t c = 9 + rng.below(32);
+      const int pad_mode = static_cast<int>(rng.below(3));
+      const int64_t h = pick(heights, rng) + 2;
+      const Layout layout = pick(layouts, rng);
+      const Activation act = pick(acts, rng);
+      if (make_dw(e.op, g, 1, c, h, w, pad_mode, layout, act, rng.below(2) != 0, &p)) {
+        out.push_back(p);
       }
     }
   }

@@ -18,9 +18,19 @@ namespace dsconv::simd {
 // Pixel rows of X (Cin floats each) that fit in about half of L2 with the B panel.
 constexpr int64_t kPointwiseBlockBytes = 128 * 1024;
 
-template <class V, int MR, int NV>
+// MR x NV vectors is the tile; NHWC forward uses the second tile MR2 x NV2 instead where its
+// width divides C_out and the first tile's does not (on AVX2, 4x24 for C_out = 24, 72, 120,
+// ...: 1.14x at C_out = 24, where 6x16 leaves a half-empty panel; where both divide C_out,
+// 6x16 measured as fast or faster).
+template <class V, int MR, int NV, int MR2 = MR, int NV2 = NV>
 struct Pointwise {
   static constexpr int NR = NV * V::N;
+  static constexpr int NR2 = NV2 * V::N;
+
+  // Whether NHWC forward (and its packing) uses the second tile for C_out = n.
+  static bool second_tile(int64_t n) {
+    return (MR2 != MR || NV2 != NV) && n % NR2 == 0 && n % NR != 0;
+  }
 
   // Output channels in panels of `rows`: out[panel][k][r] = w[panel*rows + r][k], zero
   // padded. NHWC uses panels of NR (the B operand), NCHW panels of MR (the A operand).
@@ -45,7 +55,9 @@ struct Pointwise {
     }
     return panels * K * rows;
   }
-  static int64_t pack_nhwc(const PwShape& s, const float* w, float* out) { return pack_panels(s, w, out, NR); }
+  static int64_t pack_nhwc(const PwShape& s, const float* w, float* out) {
+    return pack_panels(s, w, out, second_tile(s.out_channels) ? NR2 : NR);
+  }
   static int64_t pack_nchw(const PwShape& s, const float* w, float* out) { return pack_panels(s, w, out, MR); }
 
   // Blocks over K, so a KC x NR panel slice stays in L1 and the operand block in L2;
@@ -57,22 +69,33 @@ struct Pointwise {
   // KC x NR panel slice of B stays in L1.
   static void forward_nhwc(const PwShape& s, const float* x, const float* packed, const float* bias,
                            float* y, int64_t npix) {
+    if (second_tile(s.out_channels)) {
+      forward_nhwc_tile<MR2, NV2>(s, x, packed, bias, y, npix);
+    } else {
+      forward_nhwc_tile<MR, NV>(s, x, packed, bias, y, npix);
+    }
+  }
+
+  template <int TMR, int TNV>
+  static void forward_nhwc_tile(const PwShape& s, const float* x, const float* packed,
+                                const float* bias, float* y, int64_t npix) {
+    constexpr int TNR = TNV * V::N;
     const int64_t K = s.in_channels;
     const int64_t kc_max = std::min<int64_t>(std::max<int64_t>(K, 1), KC);
-    const int64_t block = std::max<int64_t>(MR, kPointwiseBlockBytes / (4 * kc_max) / MR * MR);
+    const int64_t block = std::max<int64_t>(TMR, kPointwiseBlockBytes / (4 * kc_max) / TMR * TMR);
     for (int64_t p0 = 0; p0 < npix; p0 += block) {
       const int64_t p1 = std::min(npix, p0 + block);
       for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += KC) {
         const int64_t kc = std::min(KC, K - k0);
         const bool first = k0 == 0, last = k0 + KC >= K;
-        for (int64_t co = 0; co < s.out_channels; co += NR) {
-          const int nr = static_cast<int>(std::min<int64_t>(NR, s.out_channels - co));
-          const float* panel = packed + (co / NR) * K * NR + k0 * NR;
+        for (int64_t co = 0; co < s.out_channels; co += TNR) {
+          const int nr = static_cast<int>(std::min<int64_t>(TNR, s.out_channels - co));
+          const float* panel = packed + (co / TNR) * K * TNR + k0 * TNR;
           const TileBias tb{nullptr, bias ? bias + co : nullptr};
-          for (int64_t p = p0; p < p1; p += MR) {
-            const int mr = static_cast<int>(std::min<int64_t>(MR, p1 - p));
-            gemm_tile<V, MR, NV>(mr, kc, x + p * s.x_ps + k0, s.x_ps, 1, panel, NR, nr,
-                                 y + p * s.y_ps + co, s.y_ps, tb, !first,
+          for (int64_t p = p0; p < p1; p += TMR) {
+            const int mr = static_cast<int>(std::min<int64_t>(TMR, p1 - p));
+            gemm_tile<V, TMR, TNV>(mr, kc, x + p * s.x_ps + k0, s.x_ps, 1, panel, TNR, nr,
+                                   y + p * s.y_ps + co, s.y_ps, tb, !first,
                                  last ? s.activation : Activation::none);
           }
         }

@@ -1,0 +1,187 @@
+// The fused inverted-residual driver (MobileNetV2/V3, EfficientNet): 1x1 expand -> act ->
+// depthwise -> act -> 1x1 project (-> + x), generic over the three microkernels it is
+// given. For a tile of output rows it expands only the input rows the tile's depthwise
+// window needs into a per-thread row buffer, then runs the fused separable tile
+// (csrc/cpu/separable.h) on that buffer: neither the expanded tensor nor the depthwise
+// output ever exists in memory. Consecutive tiles of one thread share their overlapping
+// input rows (moved to the buffer's front, not expanded again).
+#pragma once
+#include <algorithm>
+#include <cstring>
+
+#include "separable.h"
+#include "shapes.h"
+
+namespace dsconv {
+
+// One block. The stages' x / y strides that depend on the tile are set by the driver: the
+// expand stage reads x (its x strides are the input's) and writes the row buffer; the
+// depthwise stage reads the row buffer (or x when there is no expand stage) and, without a
+// project stage, writes the output (its y strides are the output's); the project stage
+// writes the output (its y strides are the output's).
+struct IrShape {
+  bool has_expand, has_project, residual;
+  PwShape expand;   // x -> expanded (valid when has_expand)
+  DwShape dw;       // whole-image depthwise geometry over the expanded channels
+  PwShape project;  // depthwise output -> y (valid when has_project)
+};
+
+template <typename T>
+struct IrKernels {
+  typename KernelTypes<T>::PwForward expand, project;
+  typename KernelTypes<T>::DwForward dw;
+};
+
+template <typename T>
+struct IrWeights {
+  const T *expand, *expand_bias, *dw, *dw_bias, *project, *project_bias;
+};
+
+// Bytes the row buffer and the depthwise tile of one tile may take together: with the
+// weights they stay in L2.
+constexpr int64_t kIrTileBytes = 192 * 1024;
+// The budget where the weights are larger than kIrTileBytes.
+constexpr int64_t kIrLargeWeightTileBytes = 512 * 1024;
+
+// Input rows the depthwise window of `out_rows` consecutive output rows spans.
+inline int64_t ir_input_rows(const DwShape& dw, int64_t out_rows) {
+  return std::min(dw.in_h, (out_rows - 1) * dw.stride_h + (dw.kernel_h - 1) * dw.dilation_h + 1);
+}
+
+// Output rows per tile, and the buffers' sizes in elements.
+struct IrTiling {
+  int64_t rows, tiles;   // rows per tile (the last may have fewer), tiles per image
+  int64_t buffer_rows;   // input rows the row buffer holds
+  int64_t buffer_elems, dw_tile_elems;
+};
+
+template <typename T>
+IrTiling ir_tiling(const IrShape& s, int64_t threads) {
+  const DwShape& dw = s.dw;
+  const int64_t in_row = s.has_expand ? dw.in_w * dw.channels : 0;
+  const int64_t mid_row = s.has_project ? dw.out_w * dw.out_channels() : 0;
+  auto bytes = [&](int64_t r) {
+    return (ir_input_rows(dw, r) * in_row + r * mid_row) * int64_t(sizeof(T));
+  };
+  int64_t rows = 1;
+  while (rows < dw.out_h && bytes(rows + 1) <= kIrTileBytes) ++rows;
+  // Each tile streams the expand and project weights once: where they outweigh the budget,
+  // tiles grow (to a whole small image) so the weights are read fewer times.
+  const int64_t weight_bytes = (s.has_expand ? s.expand.in_channels * dw.channels : 0) +
+                               (s.has_project ? dw.out_channels() * s.project.out_channels : 0);
+  if (weight_bytes * int64_t(sizeof(T)) > kIrTileBytes) {
+    while (rows < dw.out_h && bytes(rows + 1) <= kIrLargeWeightTileBytes) ++rows;
+  }  // Equal work per thread: enough tiles for every thread, and a tile count the threads
+  // divide, where fewer rows per tile give one.
+  threads = std::max<int64_t>(1, threads);
+  auto tiles_of = [&](int64_t r) { return (dw.out_h + r - 1) / r; };
+  if (dw.batch * tiles_of(rows) < threads) {
+    const int64_t per_image = (threads + dw.batch - 1) / dw.batch;
+    rows = std::max<int64_t>(1, (dw.out_h + per_image - 1) / per_image);
+  }
+  for (int64_t r = rows; threads > 1 && r >= std::max<int64_t>(1, rows / 2); --r) {
+    if (dw.batch * tiles_of(r) % threads == 0) {
+      rows = r;
+      break;
+    }
+  }
+  const int64_t buffer_rows = s.has_expand ? ir_input_rows(dw, rows) : 0;
+  return IrTiling{rows, tiles_of(rows), buffer_rows, buffer_rows * in_row, rows * mid_row};
+}
+
+// The expanded rows a thread holds: input rows [lo, hi) of image `image`. NHWC rows are
+// contiguous (row stride in_w * C); NCHW keeps each channel's rows at a fixed channel
+// stride of capacity * in_w.
+template <typename T>
+struct ExpandedRows {
+  T* data;
+  int64_t capacity;
+  int64_t image = -1, lo = 0, hi = 0;
+};
+
+// y += x over output rows [r0, r1) of one image: the residual. x and y are dense
+// [channels, h, w] images in `layout` (the op checks they have one shape).
+template <typename T>
+void add_residual_rows(Layout layout, int64_t channels, int64_t h, int64_t w, const T* x_image,
+                       T* y_image, int64_t r0, int64_t r1) {
+  auto add = [](T* y, const T* x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+  };
+  if (layout == Layout::nhwc) {
+    add(y_image + r0 * w * channels, x_image + r0 * w * channels, (r1 - r0) * w * channels);
+  } else {
+    for (int64_t c = 0; c < channels; ++c) {
+      add(y_image + (c * h + r0) * w, x_image + (c * h + r0) * w, (r1 - r0) * w);
+    }
+  }
+}
+
+// Output rows [oy0, oy1) of image n. x_image / y_image point at the image; `dw_tile`
+// holds IrTiling::dw_tile_elems. Without an expand stage `s.dw`'s x strides are x's.
+template <typename T>
+void inverted_residual_rows(const IrShape& s, const IrKernels<T>& k, const IrWeights<T>& w,
+                            const T* x_image, T* y_image, int64_t n, int64_t oy0, int64_t oy1,
+                            ExpandedRows<T>& rows, T* dw_tile) {
+  const DwShape& dw = s.dw;
+  const int64_t top = oy0 * dw.stride_h - dw.pad_top;  // first input row of the window
+  int64_t lo = std::max<int64_t>(0, top);
+  int64_t hi = std::min(dw.in_h, (oy1 - 1) * dw.stride_h - dw.pad_top +
+                                     (dw.kernel_h - 1) * dw.dilation_h + 1);
+  if (hi <= lo) {  // the window is all padding: hold one row the taps never reach
+    lo = std::min(lo, dw.in_h - 1);
+    hi = lo + 1;
+  }
+  DwShape sub = dw;  // the tile's depthwise: over input rows [lo, hi), output rows [oy0, oy1)
+  sub.in_h = hi - lo;
+  sub.pad_top = lo - top;
+  sub.out_h = oy1 - oy0;
+  const T* src;
+  if (s.has_expand) {
+    const int64_t row_elems = dw.in_w * dw.channels;
+    const bool nhwc = dw.layout == Layout::nhwc;
+    PwShape e = s.expand;
+    if (nhwc) {
+      e.y_cs = 1, e.y_ps = dw.channels;
+      sub.x_cs = 1, sub.x_ws = dw.channels, sub.x_hs = row_elems;
+    } else {
+      e.y_cs = rows.capacity * dw.in_w, e.y_ps = 1;
+      sub.x_cs = e.y_cs, sub.x_ws = 1, sub.x_hs = dw.in_w;
+    }
+    int64_t first_new = lo;
+    if (rows.image == n && lo >= rows.lo && lo < rows.hi && hi >= rows.hi) {
+      // The previous tile's rows from lo on are this tile's first rows.
+      const int64_t shift = lo - rows.lo, keep = rows.hi - lo;
+      if (shift > 0 && nhwc) {
+        std::memmove(rows.data, rows.data + shift * row_elems, keep * row_elems * sizeof(T));
+      } else if (shift > 0) {
+        for (int64_t c = 0; c < dw.channels; ++c) {
+          T* plane = rows.data + c * e.y_cs;
+          std::memmove(plane, plane + shift * dw.in_w, keep * dw.in_w * sizeof(T));
+        }
+      }
+      first_new = rows.hi;
+    }
+    if (hi > first_new) {
+      k.expand(e, x_image + first_new * dw.in_w * e.x_ps, w.expand, w.expand_bias,
+               rows.data + (first_new - lo) * dw.in_w * e.y_ps, (hi - first_new) * dw.in_w);
+    }
+    rows.image = n, rows.lo = lo, rows.hi = hi;
+    src = rows.data;
+  } else {
+    src = x_image + lo * dw.x_hs;
+  }
+  if (s.has_project) {
+    const PwShape& p = s.project;
+    separable_forward_tile<T>(sub, p, k.dw, k.project, src, w.dw, w.dw_bias, w.project,
+                              w.project_bias, y_image + oy0 * dw.out_w * p.y_ps, 0,
+                              sub.out_h * dw.out_w, dw_tile);
+  } else {
+    k.dw(sub, src, w.dw, w.dw_bias, y_image + oy0 * dw.y_hs, 0, sub.out_h);
+  }
+  if (s.residual) {
+    const int64_t channels = s.has_project ? s.project.out_channels : dw.out_channels();
+    add_residual_rows<T>(dw.layout, channels, dw.out_h, dw.out_w, x_image, y_image, oy0, oy1);
+  }
+}
+
+}  // namespace dsconv

@@ -1,0 +1,29 @@
+// Per-thread scratch for the fused ops' tiles (separable, inverted_residual).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "../cpu/separable.h"
+
+namespace dsconv::ops {
+
+// Up to 2 * kSeparableMaxTileBytes lives in a per-thread buffer kept between calls (a call
+// neither allocates nor clears it); a larger one (very wide rows) is allocated for the call.
+// One get() per TileBuffer: every get() of a thread returns the same kept storage.
+template <typename T>
+struct TileBuffer {
+  std::vector<T> large;
+  T* get(int64_t elements) {
+    const size_t n = static_cast<size_t>(elements);
+    if (n * sizeof(T) > static_cast<size_t>(2 * kSeparableMaxTileBytes)) {
+      large.resize(n);
+      return large.data();
+    }
+    thread_local std::vector<T> kept;
+    if (kept.size() < n) kept.resize(n);
+    return kept.data();
+  }
+};
+
+}  // namespace dsconv::ops
