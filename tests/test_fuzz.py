@@ -28,11 +28,11 @@ GRAD_WRT = {"depthwise": (0, 1, 2), "pointwise": (0, 1, 2), "separable": (0, 1, 
 
 
 def fuzz_settings(examples):
+    chosen = os.environ.get("DSCONV_FUZZ_SEED")
+
     def wrap(test):
-        test = settings(max_examples=examples)(test)
-        if os.environ.get("DSCONV_FUZZ_SEED"):
-            test = seed(int(os.environ["DSCONV_FUZZ_SEED"]))(settings(derandomize=False)(test))
-        return test
+        test = settings(max_examples=examples, derandomize=chosen is None)(test)
+        return seed(int(chosen))(test) if chosen else test
     return wrap
 
 
