@@ -14,6 +14,7 @@ oracle's own error.
 """
 import contextlib
 import itertools
+import os
 import random
 import warnings
 
@@ -175,6 +176,26 @@ def assert_format(y, x):
     assert y.is_contiguous(memory_format=fmt), (
         f"output strides {y.stride()} (shape {tuple(y.shape)}) are not {fmt} for input strides "
         f"{x.stride()}")
+
+
+# ---------------------------------------------------------------- kernel sets
+
+def kernel_sets():
+    """Every kernel set this CPU runs, or only the one DSCONV_ISA forces."""
+    forced = os.environ.get("DSCONV_ISA")
+    return [forced] if forced else dse.supported_cpu_capabilities()
+
+
+@contextlib.contextmanager
+def forced_isa(isa):
+    """Runs the block with kernel set `isa` forced, then restores the previous one."""
+    previous = dse.cpu_capability()
+    dse.set_cpu_capability(isa)
+    assert dse.cpu_capability() == isa
+    try:
+        yield isa
+    finally:
+        dse.set_cpu_capability(previous)
 
 
 # ---------------------------------------------------------------- kernel record

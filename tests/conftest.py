@@ -1,10 +1,8 @@
-import os
-
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-import dsconv_ext as dse
+from _ref import forced_isa, kernel_sets
 
 # Property tests are reproducible: fixed example sequence, no example database, no deadline
 # (the scalar reference is slow and timing is not what they test).
@@ -14,22 +12,11 @@ settings.register_profile(
 settings.load_profile("dsconv")
 
 
-def kernel_sets():
-    """Every kernel set this CPU runs, or only the one DSCONV_ISA forces."""
-    forced = os.environ.get("DSCONV_ISA")
-    return [forced] if forced else dse.supported_cpu_capabilities()
-
-
 @pytest.fixture(params=kernel_sets())
 def isa(request):
     """Runs the test with kernel set `isa` forced, then restores the previous one."""
-    previous = dse.cpu_capability()
-    dse.set_cpu_capability(request.param)
-    assert dse.cpu_capability() == request.param
-    try:
+    with forced_isa(request.param):
         yield request.param
-    finally:
-        dse.set_cpu_capability(previous)
 
 
 @pytest.fixture

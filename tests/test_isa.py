@@ -1,29 +1,15 @@
 """Kernel-set control: set_cpu_capability, the DSCONV_ISA variable at import, and the
 torch-version check at import (the last two in fresh interpreters)."""
-import os
 import platform
-import subprocess
-import sys
-import tempfile
 
 import pytest
 import torch
 
 import dsconv_ext as dse
+from _child import python
 
 KNOWN = ("scalar", "avx2", "avx512", "neon")
 X86 = platform.machine().lower() in ("x86_64", "amd64")
-
-
-def python(code, isa=None):
-    """Runs code in a fresh interpreter, from an empty folder so that the installed package
-    is imported (not a source tree in the current directory)."""
-    env = {k: v for k, v in os.environ.items() if k != "DSCONV_ISA"}
-    if isa is not None:
-        env["DSCONV_ISA"] = isa
-    with tempfile.TemporaryDirectory() as cwd:
-        return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True,
-                              text=True, timeout=120)
 
 
 def test_supported_capabilities():

@@ -7,45 +7,11 @@ from hypothesis import given, strategies as st
 
 from _cases import DTYPES, build, check_forward
 from _ref import (ACTIVATIONS, LAYOUTS, assert_format, assert_kernels, assert_within_bound,
-                  pair2, randn, ref_depthwise, ref_separable, with_layout)
+                  randn, ref_depthwise, ref_separable, with_layout)
+from _strategies import cases, seeds
 
 ops = torch.ops.dsconv
 small = st.integers(1, 3)
-int_or_pair = st.one_of(small, st.tuples(small, small))
-
-
-@st.composite
-def cases(draw, op):
-    case = dict(batch=draw(small), channels=draw(st.integers(1, 20)),
-                layout=draw(st.sampled_from(LAYOUTS)),
-                weights=draw(st.sampled_from(("contiguous", "strided"))),
-                dtype=draw(st.sampled_from(DTYPES)))
-    if op in ("pointwise", "separable"):
-        case["out_channels"] = draw(st.integers(1, 20))
-    if op == "pointwise":
-        case["hw"] = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
-    else:
-        kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-        stride, dilation = draw(int_or_pair), draw(int_or_pair)
-        choices = [st.just("valid"), st.integers(0, 3), st.tuples(st.integers(0, 3), st.integers(0, 3))]
-        if pair2(stride) == (1, 1):
-            choices.append(st.just("same"))
-        padding = draw(st.one_of(*choices))
-        pads = (0, 0) if isinstance(padding, str) else pair2(padding)
-        least = [max(1, d * (k - 1) + 1 - 2 * p) for k, d, p in zip(kernel, pair2(dilation), pads)]
-        hw = tuple(draw(st.integers(lo, lo + 8)) for lo in least)
-        case.update(kernel=kernel, stride=stride, padding=padding, dilation=dilation, hw=hw,
-                    multiplier=draw(small))
-    if op == "separable":
-        case.update(dw_activation=draw(st.sampled_from(ACTIVATIONS)),
-                    pw_activation=draw(st.sampled_from(ACTIVATIONS)),
-                    dw_bias=draw(st.booleans()), pw_bias=draw(st.booleans()))
-    else:
-        case.update(activation=draw(st.sampled_from(ACTIVATIONS)), bias=draw(st.booleans()))
-    return case
-
-
-seeds = st.integers(0, 2**31 - 1)
 
 
 @given(case=cases("depthwise"), seed=seeds)

@@ -1,16 +1,19 @@
-"""Thread safety: Python threads calling the ops (forward and backward) at the same time on
-different shapes get exactly what serial calls get, and each thread's last_kernels()
-describes its own last call."""
+"""Thread safety: 16 Python threads calling every op (forward, backward through autograd, and
+the raw backward ops) at the same time on different shapes, with more than one intra-op
+thread each, get exactly what serial calls get, and each thread's last_kernels() describes
+its own last call. (The packed-weight cache under threads: test_packed_cache.py.)"""
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import torch
 
 import dsconv_ext as dse
 from _ref import ACTIVATIONS
 
-THREADS = 8
-ROUNDS = 4
+THREADS = 16
+ROUNDS = 3
+ops = torch.ops.dsconv
 
 
 def workload(i):
@@ -40,10 +43,30 @@ def run(i):
     records.append(dse.last_kernels())
     out.append(y.detach())
     out += torch.autograd.grad(y.square().sum(), (w_dw, w_pw, b))
+    # The backward ops called directly, on the forward outputs as grad_out.
+    k = w_dw.shape[2]
+    geo_raw = ([geo["stride"]] * 2, [k // 2] * 4, [geo["dilation"]] * 2)
+    gy_dw, gy_pw = out[0], out[1]
+    with torch.no_grad():
+        out.append(ops.depthwise_backward_input(gy_dw, w_dw, list(x.shape), *geo_raw))
+        out.append(ops.depthwise_backward_weight(gy_dw, x, list(w_dw.shape), *geo_raw))
+        out.append(ops.pointwise_backward_input(gy_pw, w_pw))
+        out.append(ops.pointwise_backward_weight(gy_pw, gy_dw))
+    records.append(dse.last_kernels())
     return out, records
 
 
-def test_concurrent_calls_match_serial(isa):
+@pytest.fixture(params=[1, 3], ids=["intra1", "intra3"])
+def intra_op_threads(request):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    try:
+        yield request.param
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_concurrent_calls_match_serial(isa, intra_op_threads):
     serial = [run(i) for i in range(THREADS)]
     start = threading.Barrier(THREADS)
 
@@ -57,6 +80,7 @@ def test_concurrent_calls_match_serial(isa):
     for i, rounds in enumerate(results):
         expected_out, expected_records = serial[i]
         assert len(expected_records[0]) == 1 and len(expected_records[2]) == 2
+        assert len(expected_records[3]) == 1 and len(expected_out) == 10
         for out, records in rounds:
             assert records == expected_records, f"thread {i}"
             for got, expected in zip(out, expected_out):

@@ -50,7 +50,8 @@ inline bool parse_activation(const char* name, Activation* out) {
 }
 
 // Scalar definitions, identical to ATen's: relu6 = clamp(v, 0, 6),
-// hardswish = v * clamp(v + 3, 0, 6) / 6.
+// hardswish = v * clamp(v + 3, 0, 6) / 6. NaN propagates through each, as in ATen
+// (comparisons with NaN are false, so NaN takes the `v` branch).
 template <typename T>
 DSCONV_HOST_DEVICE inline T clamp_0_6(T v) {
   return v < T(0) ? T(0) : (v > T(6) ? T(6) : v);
@@ -62,7 +63,7 @@ DSCONV_HOST_DEVICE inline T apply_activation(Activation act, T v) {
     case Activation::none:
       return v;
     case Activation::relu:
-      return v > T(0) ? v : T(0);
+      return v < T(0) ? T(0) : v;
     case Activation::relu6:
       return clamp_0_6(v);
     case Activation::hardswish:

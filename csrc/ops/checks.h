@@ -4,6 +4,7 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <c10/util/safe_numerics.h>
 
 #include <initializer_list>
 #include <optional>
@@ -107,10 +108,20 @@ inline Geometry check_geometry(int64_t in_h, int64_t in_w, int64_t kernel_h, int
   }
   Geometry g{kernel_h, kernel_w, stride[0], stride[1], dilation[0], dilation[1],
              padding[0], padding[1], padding[2], padding[3], 0, 0};
-  const int64_t padded_h = in_h + g.pad_top + g.pad_bottom;
-  const int64_t padded_w = in_w + g.pad_left + g.pad_right;
-  const int64_t span_h = g.dilation_h * (kernel_h - 1) + 1;
-  const int64_t span_w = g.dilation_w * (kernel_w - 1) + 1;
+  // Padded sizes and kernel spans in checked arithmetic: huge paddings or dilations must
+  // not wrap around into a small (wrong) output.
+  int64_t padded_h = 0, padded_w = 0, span_h = 0, span_w = 0;
+  const bool overflow =
+      c10::add_overflows(in_h, g.pad_top, &padded_h) ||
+      c10::add_overflows(padded_h, g.pad_bottom, &padded_h) ||
+      c10::add_overflows(in_w, g.pad_left, &padded_w) ||
+      c10::add_overflows(padded_w, g.pad_right, &padded_w) ||
+      c10::mul_overflows(g.dilation_h, kernel_h - 1, &span_h) ||
+      c10::mul_overflows(g.dilation_w, kernel_w - 1, &span_w);
+  TORCH_CHECK_VALUE(!overflow, "padding ", padding, " or dilation ", dilation, " is too large: with ",
+                    weight_name, "'s ", kernel_h, "x", kernel_w, " kernel and the ", in_h, "x", in_w,
+                    " input the padded size or the kernel span exceeds 64-bit integers");
+  ++span_h, ++span_w;
   TORCH_CHECK(span_h <= padded_h && span_w <= padded_w, weight_name, " has a kernel of size ",
               kernel_h, "x", kernel_w, " which with dilation ", dilation, " spans ", span_h, "x",
               span_w, ", larger than the padded input ", padded_h, "x", padded_w, " (input ", in_h,

@@ -15,6 +15,7 @@ struct Entry {
   uint32_t version;
   std::vector<int64_t> sizes, strides;
   const void* pack_fn;
+  int64_t variant;
   at::Tensor packed;
 };
 
@@ -25,8 +26,9 @@ int64_t g_misses = 0;
 
 int64_t bytes_of(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
 
-bool matches(const Entry& e, const at::Tensor& w, uint32_t version, const void* pack_fn) {
-  return e.impl == w.unsafeGetTensorImpl() && e.pack_fn == pack_fn &&
+bool matches(const Entry& e, const at::Tensor& w, uint32_t version, const void* pack_fn,
+             int64_t variant) {
+  return e.impl == w.unsafeGetTensorImpl() && e.pack_fn == pack_fn && e.variant == variant &&
          e.data == w.const_data_ptr() && e.version == version &&
          w.sizes() == at::IntArrayRef(e.sizes) && w.strides() == at::IntArrayRef(e.strides) &&
          !e.owner.expired();
@@ -50,14 +52,14 @@ void evict_locked() {
 
 }  // namespace
 
-at::Tensor cached_packed_weight(const at::Tensor& weight, const void* pack_fn,
+at::Tensor cached_packed_weight(const at::Tensor& weight, const void* pack_fn, int64_t variant,
                                 const std::function<at::Tensor()>& pack) {
   if (weight.is_inference()) return pack();  // no version counter: cannot see in-place updates
   const uint32_t version = weight._version();
   {
     std::lock_guard<std::mutex> lock(g_mutex);
     for (auto it = g_entries.begin(); it != g_entries.end(); ++it) {
-      if (matches(*it, weight, version, pack_fn)) {
+      if (matches(*it, weight, version, pack_fn, variant)) {
         g_entries.splice(g_entries.begin(), g_entries, it);
         return it->packed;
       }
@@ -68,7 +70,8 @@ at::Tensor cached_packed_weight(const at::Tensor& weight, const void* pack_fn,
   ++g_misses;
   // A stale entry for this tensor (an older version) is replaced.
   for (auto it = g_entries.begin(); it != g_entries.end(); ++it) {
-    if (it->impl == weight.unsafeGetTensorImpl() && it->pack_fn == pack_fn) {
+    if (it->impl == weight.unsafeGetTensorImpl() && it->pack_fn == pack_fn &&
+        it->variant == variant) {
       g_bytes -= bytes_of(it->packed);
       g_entries.erase(it);
       break;
@@ -78,7 +81,7 @@ at::Tensor cached_packed_weight(const at::Tensor& weight, const void* pack_fn,
                                  weight.getIntrusivePtr()),
                              weight.unsafeGetTensorImpl(), weight.const_data_ptr(), version,
                              weight.sizes().vec(), weight.strides().vec(), pack_fn,
-                             packed});
+                             variant, packed});
   g_bytes += bytes_of(packed);
   evict_locked();
   return packed;

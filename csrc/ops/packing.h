@@ -13,6 +13,13 @@ template <typename T> struct PackFor;
 template <> struct PackFor<DwShape> { template <typename S> using fn = typename KernelTypes<S>::DwPack; };
 template <> struct PackFor<PwShape> { template <typename S> using fn = typename KernelTypes<S>::PwPack; };
 
+// What a packing reads from the shape beyond the weight's sizes: a depthwise weight's
+// C*M rows can split as C channels of multiplier M in several ways (the same weight serves
+// a 6-channel input with M=1 and a 3-channel one with M=2); a pointwise weight's sizes fix
+// everything.
+inline int64_t packing_variant(const DwShape& s) { return s.channels; }
+inline int64_t packing_variant(const PwShape&) { return 0; }
+
 // The weight as `entry`'s kernel reads it: `weight` itself, or its packed form (cached
 // per weight tensor and version), kept alive by `storage`.
 template <typename T, typename Shape>
@@ -21,7 +28,8 @@ const T* kernel_weight(const KernelEntry* entry, const Shape& shape, const at::T
   const T* w = weight.const_data_ptr<T>();
   if (entry->pack == nullptr) return w;
   const auto pack_fn = reinterpret_cast<typename PackFor<Shape>::template fn<T>>(entry->pack);
-  storage = cached_packed_weight(weight, reinterpret_cast<const void*>(entry->pack), [&] {
+  storage = cached_packed_weight(weight, reinterpret_cast<const void*>(entry->pack),
+                                 packing_variant(shape), [&] {
     at::Tensor packed = at::empty({pack_fn(shape, w, nullptr)}, weight.options());
     pack_fn(shape, w, packed.mutable_data_ptr<T>());
     return packed;

@@ -1,5 +1,7 @@
 // Vector forms of the activations in csrc/cpu/activation.h, same formulas (and the same
-// division by 6, so results match ATen's bit for bit where the inputs match).
+// division by 6, so results match ATen's bit for bit where the inputs match). `v` is the
+// second operand of max/min: x86 returns the second operand when one is NaN (NEON returns
+// NaN), so NaN propagates as in ATen.
 #pragma once
 #include "../activation.h"
 
@@ -11,11 +13,11 @@ inline typename V::reg activate(Activation act, typename V::reg v) {
     case Activation::none:
       return v;
     case Activation::relu:
-      return V::max(v, V::zero());
+      return V::max(V::zero(), v);
     case Activation::relu6:
-      return V::min(V::max(v, V::zero()), V::set1(6.0f));
+      return V::min(V::set1(6.0f), V::max(V::zero(), v));
     case Activation::hardswish: {
-      const auto gate = V::min(V::max(V::add(v, V::set1(3.0f)), V::zero()), V::set1(6.0f));
+      const auto gate = V::min(V::set1(6.0f), V::max(V::zero(), V::add(v, V::set1(3.0f))));
       return V::div(V::mul(v, gate), V::set1(6.0f));
     }
   }
