@@ -1,5 +1,5 @@
-"""Thread safety: 16 Python threads calling every op (forward, backward through autograd, and
-the raw backward ops) at the same time on different shapes, with more than one intra-op
+"""Thread safety: 16 Python threads calling every op (forward, the fused inverted-residual
+block, backward through autograd, and the raw backward ops) at the same time on different shapes, with more than one intra-op
 thread each, get exactly what serial calls get, and each thread's last_kernels() describes
 its own last call. (The packed-weight cache under threads: test_packed_cache.py.)"""
 import threading
@@ -42,6 +42,14 @@ def run(i):
     y = dse.separable(x, w_dw, w_pw, None, b, dw_activation=act, pw_activation="relu6", **geo)
     records.append(dse.last_kernels())
     out.append(y.detach())
+    with torch.no_grad():  # the fused block: expand to 2c, depthwise, project back to c
+        c, g = x.shape[1], torch.Generator().manual_seed(200 + i)
+        w_e, w_p = torch.randn(2 * c, c, 1, 1, generator=g), torch.randn(c, 2 * c, 1, 1, generator=g)
+        residual = geo["stride"] == 1 and geo["dilation"] == 1
+        out.append(dse.inverted_residual(x, w_e, w_dw, w_p, None, None, b[:1].expand(c).contiguous(),
+                                         expand_activation="relu6", dw_activation=act,
+                                         residual=residual, **geo))
+        records.append(dse.last_kernels())
     out += torch.autograd.grad(y.square().sum(), (w_dw, w_pw, b))
     # The backward ops called directly, on the forward outputs as grad_out.
     k = w_dw.shape[2]
@@ -80,7 +88,8 @@ def test_concurrent_calls_match_serial(isa, intra_op_threads):
     for i, rounds in enumerate(results):
         expected_out, expected_records = serial[i]
         assert len(expected_records[0]) == 1 and len(expected_records[2]) == 2
-        assert len(expected_records[3]) == 1 and len(expected_out) == 10
+        assert len(expected_records[3]) == 3 and len(expected_records[4]) == 1
+        assert len(expected_out) == 11
         for out, records in rounds:
             assert records == expected_records, f"thread {i}"
             for got, expected in zip(out, expected_out):
