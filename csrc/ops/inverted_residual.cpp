@@ -86,12 +86,10 @@ at::Tensor inverted_residual_cpu(const at::Tensor& x, const OptTensor& expand_we
   s.has_expand = given(expand_weight), s.has_project = given(project_weight);
   s.residual = residual;
   if (s.has_expand) s.expand = make_pw_shape(batch, x.size(1), geo.expanded, in_h, in_w, e_act, layout);
+  // Its x strides are those of a dense expanded image: x's own without an expand stage
+  // (geo.expanded is then x's channel count); the driver sets the row buffer's otherwise.
   s.dw = make_dw_shape(batch, geo.expanded, dw_multiplier(geo.expanded, geo.mid), in_h, in_w,
                        geo.g, d_act, layout);
-  if (!s.has_expand) {  // the depthwise stage reads x
-    const Strides xs = dense_strides(geo.expanded, in_h, in_w, layout);
-    s.dw.x_ns = xs.n, s.dw.x_cs = xs.c, s.dw.x_hs = xs.h, s.dw.x_ws = xs.w;
-  }
   if (s.has_project) {
     s.project = make_pw_shape(batch, geo.mid, geo.out, geo.g.out_h, geo.g.out_w, p_act, layout);
   }
