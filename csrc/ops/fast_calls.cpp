@@ -2,7 +2,8 @@
 // handle, called with the arguments pybind11 converted, instead of torch.ops' boxed path
 // (schema matching, an IValue stack). Everything past the Python boundary is the same
 // dispatcher call: autograd, device and Python-dispatch keys apply as through torch.ops.
-// Measured per call of a small InvertedResidual module: see the note in dsconv_ext/nn.py.
+// dsconv_ext.functional._calling says when the modules and functions use them, and what
+// they save.
 #include <torch/python.h>
 
 #include <optional>
