@@ -8,7 +8,9 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/hardsigmoid.h>
+#include <ATen/ops/add.h>
+#include <ATen/ops/clamp.h>
+#include <ATen/ops/div.h>
 #include <ATen/ops/mean.h>
 #include <ATen/ops/mul.h>
 #include <ATen/ops/sigmoid.h>
@@ -35,7 +37,10 @@ at::Tensor squeeze_excite_composite(const at::Tensor& x, const at::Tensor& reduc
   const at::Tensor mean = at::mean(x, {2, 3}, /*keepdim=*/true);
   const at::Tensor hidden = ops.pointwise.call(mean, reduce_weight, reduce_bias, activation);
   const at::Tensor score = ops.pointwise.call(hidden, expand_weight, expand_bias, OptString());
-  const at::Tensor scale = g == Gate::hardsigmoid ? at::hardsigmoid(score) : at::sigmoid(score);
+  // hardsigmoid as clamp(v + 3, 0, 6) / 6, its formula: ATen's hardsigmoid has no double
+  // backward.
+  const at::Tensor scale =
+      g == Gate::hardsigmoid ? at::clamp(at::add(score, 3), 0, 6).div(6) : at::sigmoid(score);
   // The op's memory-format rule (tensor_shapes.h), whatever strides the product picked.
   return at::mul(x, scale).contiguous(memory_format(layout_of(x)));
 }
