@@ -157,8 +157,8 @@ def test_report(converted):
     dw2 = next(r for r in report.replaced if r.path == "dw2")
     assert dw2.kind == "separable" and dw2.replaced == ["dw2", "dw2_bn", "act", "pw2", "act"]
     text = str(report)
-    assert ("5 fused modules (0 inverted residual, 2 separable, 1 depthwise, 1 pointwise, 1 other "
-            "convolution with its BatchNorm folded)") in text
+    assert ("5 fused modules (0 inverted residual, 0 squeeze-excite, 2 separable, 1 depthwise, "
+            "1 pointwise, 1 other convolution with its BatchNorm folded)") in text
     assert "torch.fx.GraphModule" in text and "padding_mode='reflect'" in text
     # F.batch_norm's parameters went with it; untouched modules keep their names.
     keys = set(model.state_dict())
