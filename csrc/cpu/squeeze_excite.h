@@ -6,10 +6,12 @@
 // treats the batch's mean vectors as the pixels of a 1x1 NHWC image). Plain loops over a
 // contiguous dimension without cross-iteration dependences, so the compiler vectorizes them
 // (the sums keep kLanes independent accumulators: a fixed order, the same in every build).
-// Both layouts; x and y are dense images of the shape's layout.
+// They are built for the baseline ISA: they stream x once or twice; the products, which
+// read the weights, run on the selected kernel set. Both layouts; x and y are dense images of the shape's layout.
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "shapes.h"
 
@@ -23,8 +25,7 @@ struct SeShape {
 namespace se_detail {
 
 constexpr int64_t kLanes = 16;         // independent partial sums of a contiguous row
-constexpr int64_t kBlockPixels = 32;   // NHWC: pixels summed into a partial before adding it
-constexpr int64_t kBlockChannels = 256;
+constexpr int64_t kBlockPixels = 32;   // NHWC: pixels summed before adding to the total
 
 // Sum of n contiguous values.
 template <typename T>
@@ -41,6 +42,24 @@ T row_sum(const T* v, int64_t n) {
   return acc[0];
 }
 
+// out[j] = inv * (sum over pixels p of x[p * stride + j]) for j < width (<= kLanes): the
+// sums of kBlockPixels pixels at a time go into a total, which keeps the rounding error of
+// long sums small. Width: int64_t, or a std::integral_constant for a fixed width.
+template <typename T, typename Width>
+void column_sums(const T* x, int64_t stride, int64_t pixels, Width width, T inv, T* out) {
+  T total[kLanes] = {};
+  for (int64_t p0 = 0; p0 < pixels; p0 += kBlockPixels) {
+    const int64_t p1 = std::min(pixels, p0 + kBlockPixels);
+    T acc[kLanes] = {};
+    for (int64_t p = p0; p < p1; ++p) {
+      const T* v = x + p * stride;
+      for (int64_t j = 0; j < width; ++j) acc[j] += v[j];
+    }
+    for (int64_t j = 0; j < width; ++j) total[j] += acc[j];
+  }
+  for (int64_t j = 0; j < width; ++j) out[j] = total[j] * inv;
+}
+
 }  // namespace se_detail
 
 // mean[c] for channels [c0, c1) of one image; mean points at channel c0's entry.
@@ -52,23 +71,14 @@ void squeeze_excite_means(const SeShape& s, const T* x_image, T* mean, int64_t c
     for (int64_t c = c0; c < c1; ++c) mean[c - c0] = row_sum(x_image + c * s.pixels, s.pixels) * inv;
     return;
   }
-  // NHWC: each pixel's channels are contiguous; sums of kBlockPixels pixels go into a
-  // partial first, which keeps the rounding error of long sums small.
-  const int64_t C = s.channels;
-  for (int64_t cb = c0; cb < c1; cb += kBlockChannels) {
-    const int64_t n = std::min(kBlockChannels, c1 - cb);
-    T total[kBlockChannels] = {}, part[kBlockChannels];
-    for (int64_t p0 = 0; p0 < s.pixels; p0 += kBlockPixels) {
-      const int64_t p1 = std::min(s.pixels, p0 + kBlockPixels);
-      std::fill(part, part + n, T(0));
-      for (int64_t p = p0; p < p1; ++p) {
-        const T* row = x_image + p * C + cb;
-        for (int64_t c = 0; c < n; ++c) part[c] += row[c];
-      }
-      for (int64_t c = 0; c < n; ++c) total[c] += part[c];
-    }
-    for (int64_t c = 0; c < n; ++c) mean[cb - c0 + c] = total[c] * inv;
+  // NHWC: kLanes channels at a time (a constant width, so their sums stay in registers),
+  // then the rest.
+  int64_t c = c0;
+  for (; c + kLanes <= c1; c += kLanes) {
+    column_sums(x_image + c, s.channels, s.pixels, std::integral_constant<int64_t, kLanes>(),
+                inv, mean + (c - c0));
   }
+  if (c < c1) column_sums(x_image + c, s.channels, s.pixels, c1 - c, inv, mean + (c - c0));
 }
 
 // v[i] = gate(v[i]) for count values.

@@ -23,6 +23,7 @@
 #include "packing.h"
 #include "squeeze_excite.h"
 #include "tensor_shapes.h"
+#include "tile_buffer.h"
 
 namespace dsconv::ops {
 
@@ -69,8 +70,6 @@ at::Tensor squeeze_excite_cpu(const at::Tensor& x, const at::Tensor& reduce_weig
   const at::Tensor rw = reduce_weight.contiguous(), ew = expand_weight.contiguous();
   const at::Tensor rb = contiguous_or_undefined(reduce_bias);
   const at::Tensor eb = contiguous_or_undefined(expand_bias);
-  // Per image: C means, S hidden values, C scores (gated in place).
-  at::Tensor work = at::empty({batch, 2 * channels + squeezed}, x.options());
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::squeeze_excite", [&] {
     using PwForward = typename KernelTypes<scalar_t>::PwForward;
     const DType dtype = dtype_of<scalar_t>();
@@ -82,7 +81,9 @@ at::Tensor squeeze_excite_cpu(const at::Tensor& x, const at::Tensor& reduce_weig
     auto ptr = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<scalar_t>() : nullptr; };
     const scalar_t* xp = xc.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    scalar_t* mean = work.mutable_data_ptr<scalar_t>();
+    // Per image: C means, S hidden values, C scores (gated in place); this thread's kept buffer.
+    TileBuffer<scalar_t> buffer;
+    scalar_t* mean = buffer.get(batch * (2 * channels + squeezed));
     scalar_t* hidden = mean + batch * channels;
     scalar_t* score = hidden + batch * squeezed;
     const int64_t image = channels * pixels;
