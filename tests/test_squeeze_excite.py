@@ -113,9 +113,11 @@ def test_empty(gen):
             assert_format(y, x)
 
 
+@pytest.mark.parametrize("shape", [(3, 72, 24, 28, 28), (1, 200, 8, 40, 40)],
+                         ids=["batch3", "batch1-split"])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-def test_any_thread_count_gives_the_same_bits(gen, layout):
-    tensors = make(gen, 3, 72, 24, 28, 28, layout=layout)
+def test_any_thread_count_gives_the_same_bits(gen, layout, shape):
+    tensors = make(gen, *shape, layout=layout)
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
