@@ -35,11 +35,12 @@ T row_sum(const T* v, int64_t n) {
   for (; i + kLanes <= n; i += kLanes) {
     for (int64_t j = 0; j < kLanes; ++j) acc[j] += v[i + j];
   }
-  for (int64_t j = 0; i < n; ++i, ++j) acc[j] += v[i];
+  T tail = 0;  // apart: indexing acc at run time would keep it out of registers
+  for (; i < n; ++i) tail += v[i];
   for (int64_t w = kLanes / 2; w > 0; w /= 2) {
     for (int64_t j = 0; j < w; ++j) acc[j] += acc[j + w];
   }
-  return acc[0];
+  return acc[0] + tail;
 }
 
 // out[j] = inv * (sum over pixels p of x[p * stride + j]) for j < width (<= kLanes): the
