@@ -81,10 +81,12 @@ LARGE = {
     "separable": dict(kernel=5, stride=2, padding=2, dilation=1, multiplier=2, batch=3,
                       hw=(65, 66), channels=32, out_channels=24, dw_activation="relu",
                       pw_activation=None, dw_bias=True, pw_bias=True),
-    # C_in over the GEMM's K block (256), not a multiple of it; C_out ends in a narrow
-    # edge tile.
+    # C_in over the GEMM's K block (256 NCHW, 1024 NHWC), not a multiple of it; C_out ends
+    # in a narrow edge tile.
     "pointwise-deep-k": dict(batch=2, hw=(5, 7), channels=300, out_channels=37,
                              activation="relu", bias=True),
+    "pointwise-deeper-k": dict(batch=1, hw=(3, 5), channels=1030, out_channels=19,
+                               activation="relu6", bias=True),
     # Pointwise weight over 256 KiB: tiles grow to 64 pixels, cut again for the threads.
     "separable-large-weight": dict(kernel=3, stride=1, padding=1, dilation=1, multiplier=1,
                                    batch=1, hw=(9, 10), channels=280, out_channels=260,

@@ -9,6 +9,7 @@
 #include "../cpu/activation.h"
 #include "../cpu/dispatch.h"
 #include "checks.h"
+#include "fast_calls.h"
 #include "packed_weight_cache.h"
 
 namespace py = pybind11;
@@ -53,6 +54,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("packed_cache_misses", &dsconv::ops::packed_cache_misses,
         "Weight packings done through the cache since load (each a cache miss).");
   m.def("packed_cache_clear", &dsconv::ops::packed_cache_clear);
+  dsconv::ops::bind_fast_calls(m);
   m.def("kernel_registry", [] {
     int count = 0;
     const dsconv::KernelEntry* entries = dsconv::kernel_registry(&count);

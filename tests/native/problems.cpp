@@ -202,12 +202,13 @@ std::vector<Problem> pw_problems(const KernelEntry& e) {
     }
   }
   // Larger shapes: several K blocks (K = channels forward, pixels for the weight
-  // gradient), several pixel blocks, partial tiles everywhere.
+  // gradient; NHWC forward blocks K past 1024, the others past 256), several pixel
+  // blocks, partial tiles everywhere.
   struct Big {
     int64_t batch, cin, cout, h, w;
   };
   for (const Big& b : {Big{1, 256, 8, 3, 3}, Big{1, 257, 17, 13, 10}, Big{2, 300, 20, 15, 10},
-                       Big{2, 64, 70, 3, 11}, Big{1, 513, 9, 1, 17}, Big{2, 8, 12, 15, 20},
+                       Big{2, 64, 70, 3, 11}, Big{1, 513, 9, 1, 17}, Big{1, 1030, 19, 2, 7}, Big{2, 8, 12, 15, 20},
                        Big{1, 33, 17, 17, 17}}) {
     for (Layout layout : layouts) {
       for (Activation act : acts) {

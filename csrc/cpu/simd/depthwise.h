@@ -1,6 +1,6 @@
 // Vectorized depthwise forward, both layouts, written once against the vector API
 // (vec_avx2.h / vec_avx512.h) and instantiated per ISA in kernels_<isa>.cpp.
-//  - NHWC: vectors across channels; weights packed taps-major ([tap][channel]).
+//  - NHWC: vectors across channels; weights packed in channel groups ([C/G][tap][G]).
 //  - NCHW: vectors across output columns; weights in ATen layout ([channel][tap]).
 // Output columns whose window lies wholly inside the input ("interior") run without
 // bounds checks; the few border columns and the rows' tap ranges are computed once.
@@ -54,14 +54,27 @@ struct Depthwise {
   using reg = typename V::reg;
   static constexpr int N = V::N;
 
-  static int64_t pack_taps_major(const DwShape& s, const float* w, float* out) {
+  // NHWC weights in groups of G channels, each group taps-major: [C/G][tap][G], zero
+  // padded to whole groups. A group's taps are contiguous, so the kernel's weight loads for
+  // one channel step stay in a few L1 lines whatever C is; with one [tap][C] array they are
+  // C floats apart, and for power-of-two C (MobileNetV1: 256..1024) they map to the same L1
+  // sets as the input pixels, which are also C floats apart.
+  static constexpr int G = 2 * N;  // nhwc_pixel_group's widest channel step
+  static int64_t pack_channel_groups(const DwShape& s, const float* w, float* out) {
     const int64_t taps = s.kernel_h * s.kernel_w, channels = s.out_channels();
+    const int64_t size = (channels + G - 1) / G * G * taps;
     if (out != nullptr) {
+      std::fill(out, out + size, 0.f);
       for (int64_t c = 0; c < channels; ++c) {
-        for (int64_t t = 0; t < taps; ++t) out[t * channels + c] = w[c * taps + t];
+        for (int64_t t = 0; t < taps; ++t) *tap_weights(out, taps, t, c) = w[c * taps + t];
       }
     }
-    return taps * channels;
+    return size;
+  }
+  // Tap t's weights from channel c on (c a multiple of N), in pack_channel_groups' layout.
+  template <typename P>
+  static P* tap_weights(P* w, int64_t taps, int64_t t, int64_t c) {
+    return w + (c / G) * taps * G + t * G + c % G;
   }
 
   // ---- NHWC, multiplier 1: x_cs == y_cs == 1 ----
@@ -92,7 +105,7 @@ struct Depthwise {
     for (int64_t t = 0; t < taps; ++t) {
       reg wt[NV];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) wt[v] = load(w + t * C + c + v * N);
+      for (int v = 0; v < NV; ++v) wt[v] = load(tap_weights(w, taps, t, c) + v * N);
 #pragma GCC unroll 4
       for (int p = 0; p < PX; ++p) {
         const float* xt = in[p * taps + t] + c;
@@ -135,12 +148,11 @@ struct Depthwise {
                        float* y_row, int64_t oh, TapRange inner, typename V::Mask m) {
     auto load = [m](const float* p) { return FULL ? V::load(p) : V::load(p, m); };
     auto store = [m](float* p, reg v) { FULL ? V::store(p, v) : V::store(p, v, m); };
-    const int64_t C = s.channels;
     const int64_t step = s.stride_w * s.x_ws, dh = s.dilation_h * s.x_hs, dw = s.dilation_w * s.x_ws;
     const int64_t ih0 = oh * s.stride_h - s.pad_top;
     const TapRange ki = tap_range(oh, s.stride_h, s.pad_top, s.dilation_h, KH, s.in_h);
     reg taps[KH * KW];
-    for (int t = 0; t < KH * KW; ++t) taps[t] = load(w + t * C);
+    for (int t = 0; t < KH * KW; ++t) taps[t] = load(w + t * G);  // w: the group at this vector
     const reg b = bias ? load(bias) : V::zero();
     auto border = [&](int64_t ow) {
       const TapRange kj = tap_range(ow, s.stride_w, s.pad_left, s.dilation_w, KW, s.in_w);
@@ -188,11 +200,12 @@ struct Depthwise {
       float* y_row = y + (oh - oh_begin) * s.y_hs;
       int64_t c = 0;
       for (; c + N <= C; c += N) {
-        nhwc_row<KH, KW, true>(s, x + c, w + c, bias ? bias + c : nullptr, y_row + c, oh, inner, V::mask(N));
+        nhwc_row<KH, KW, true>(s, x + c, tap_weights(w, KH * KW, 0, c), bias ? bias + c : nullptr,
+                               y_row + c, oh, inner, V::mask(N));
       }
       if (c < C) {
-        nhwc_row<KH, KW, false>(s, x + c, w + c, bias ? bias + c : nullptr, y_row + c, oh, inner,
-                                V::mask(static_cast<int>(C - c)));
+        nhwc_row<KH, KW, false>(s, x + c, tap_weights(w, KH * KW, 0, c), bias ? bias + c : nullptr,
+                                y_row + c, oh, inner, V::mask(static_cast<int>(C - c)));
       }
     }
   }

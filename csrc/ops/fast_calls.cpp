@@ -1,0 +1,64 @@
+// Direct calls of the dsconv ops for the nn modules' eager forward: the typed dispatcher
+// handle, called with the arguments pybind11 converted, instead of torch.ops' boxed path
+// (schema matching, an IValue stack). Everything past the Python boundary is the same
+// dispatcher call: autograd, device and Python-dispatch keys apply as through torch.ops.
+// Measured per call of a small InvertedResidual module: see the note in dsconv_ext/nn.py.
+#include <torch/python.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fast_calls.h"
+#include "op_handles.h"
+
+namespace dsconv::ops {
+namespace {
+
+namespace py = pybind11;
+using Ints = std::vector<int64_t>;
+using OptStr = std::optional<std::string>;
+
+OptString view(const OptStr& s) { return s ? OptString(*s) : std::nullopt; }
+
+}  // namespace
+
+void bind_fast_calls(py::module_& m) {
+  m.def("depthwise_call", [](const at::Tensor& x, const at::Tensor& w, const OptTensor& b,
+                             const Ints& stride, const Ints& padding, const Ints& dilation,
+                             const OptStr& act) {
+    py::gil_scoped_release no_gil;
+    return Ops::get().depthwise.call(x, w, b, stride, padding, dilation, view(act));
+  });
+  m.def("pointwise_call", [](const at::Tensor& x, const at::Tensor& w, const OptTensor& b,
+                             const OptStr& act) {
+    py::gil_scoped_release no_gil;
+    return Ops::get().pointwise.call(x, w, b, view(act));
+  });
+  m.def("separable_call", [](const at::Tensor& x, const at::Tensor& dw, const at::Tensor& pw,
+                             const OptTensor& db, const OptTensor& pb, const Ints& stride,
+                             const Ints& padding, const Ints& dilation, const OptStr& dw_act,
+                             const OptStr& pw_act) {
+    py::gil_scoped_release no_gil;
+    return Ops::get().separable.call(x, dw, pw, db, pb, stride, padding, dilation, view(dw_act),
+                                     view(pw_act));
+  });
+  m.def("inverted_residual_call",
+        [](const at::Tensor& x, const OptTensor& ew, const at::Tensor& dw, const OptTensor& pw,
+           const OptTensor& eb, const OptTensor& db, const OptTensor& pb, const Ints& stride,
+           const Ints& padding, const Ints& dilation, const OptStr& e_act, const OptStr& d_act,
+           const OptStr& p_act, bool residual) {
+          py::gil_scoped_release no_gil;
+          return Ops::get().inverted_residual.call(x, ew, dw, pw, eb, db, pb, stride, padding,
+                                                   dilation, view(e_act), view(d_act),
+                                                   view(p_act), residual);
+        });
+  m.def("squeeze_excite_call",
+        [](const at::Tensor& x, const at::Tensor& rw, const OptTensor& rb, const at::Tensor& ew,
+           const OptTensor& eb, const OptStr& act, const std::string& gate) {
+          py::gil_scoped_release no_gil;
+          return Ops::get().squeeze_excite.call(x, rw, rb, ew, eb, view(act), gate);
+        });
+}
+
+}  // namespace dsconv::ops
