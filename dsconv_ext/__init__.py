@@ -23,7 +23,8 @@ from . import _C  # noqa: E402  (loads the op library: torch.ops.dsconv.*)
 from . import _fake, _autograd  # noqa: E402,F401  (register fake kernels and autograd)
 from .backend import (  # noqa: E402
     cpu_capability, last_kernels, set_cpu_capability, supported_cpu_capabilities)
-from .functional import ACTIVATIONS, depthwise, inverted_residual, pointwise, separable  # noqa: E402
+from .functional import (  # noqa: E402
+    ACTIVATIONS, GATES, depthwise, inverted_residual, pointwise, separable, squeeze_excite)
 from . import nn, models  # noqa: E402
 from .fold import fold_bn  # noqa: E402
 from .converter import ConvertReport, convert  # noqa: E402
@@ -34,7 +35,8 @@ __version__ = "0.1.0"
 if os.environ.get("DSCONV_ISA"):
     set_cpu_capability(os.environ["DSCONV_ISA"], _source="DSCONV_ISA")
 
-__all__ = ["depthwise", "pointwise", "separable", "inverted_residual", "cpu_capability", "set_cpu_capability",
+__all__ = ["depthwise", "pointwise", "separable", "inverted_residual", "squeeze_excite",
+           "GATES", "cpu_capability", "set_cpu_capability",
            "supported_cpu_capabilities", "last_kernels", "ACTIVATIONS", "nn", "fold_bn",
            "convert", "ConvertReport", "models", "complexity"]
 

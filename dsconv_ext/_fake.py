@@ -95,3 +95,11 @@ def _inverted_residual(x, expand_weight, dw_weight, project_weight, expand_bias=
     oh, ow = _conv_out(x, dw_weight, stride, padding, dilation)
     out = project_weight.shape[0] if project_weight is not None else dw_weight.shape[0]
     return _empty(x, (x.shape[0], out, oh, ow), _format(x))
+
+
+@torch.library.register_fake(lib + "squeeze_excite")
+def _squeeze_excite(x, reduce_weight, reduce_bias, expand_weight, expand_bias,
+                    activation="relu", gate="hardsigmoid"):
+    _check_device("x", x, reduce_weight=reduce_weight, reduce_bias=reduce_bias,
+                  expand_weight=expand_weight, expand_bias=expand_bias)
+    return _empty(x, tuple(x.shape), _format(x))

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from . import _C
-from .functional import ACTIVATIONS
+from .functional import ACTIVATIONS, GATES
 
 # torch device type -> dispatch key the op library registers kernels under.
 _DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA", "meta": "Meta"}
@@ -104,3 +104,27 @@ def as_activation(activation: Union[None, str, nn.Module], what: str = "activati
         return name
     raise TypeError(f"{what} must be None, a name in {ACTIVATIONS} or an activation module, "
                     f"got {type(activation).__name__}")
+
+
+def gate_name(module: nn.Module) -> Optional[str]:
+    """The ops' name for a squeeze-excite gate module ('hardsigmoid', 'sigmoid'), or None."""
+    if is_plain(module, nn.Hardsigmoid):
+        return "hardsigmoid"
+    if is_plain(module, nn.Sigmoid):
+        return "sigmoid"
+    return None
+
+
+def as_gate(gate: Union[str, nn.Module], what: str = "gate") -> str:
+    """A gate given as one of GATES or a gate module (nn.Hardsigmoid, nn.Sigmoid), as its name."""
+    if isinstance(gate, str):
+        if gate not in GATES:
+            raise ValueError(f"{what} must be one of {GATES}, got {gate!r}")
+        return gate
+    if isinstance(gate, nn.Module):
+        name = gate_name(gate)
+        if name is None:
+            raise ValueError(f"{what}: {type(gate).__name__} is not a gate the ops apply "
+                             "(nn.Hardsigmoid or nn.Sigmoid)")
+        return name
+    raise TypeError(f"{what} must be a name in {GATES} or a gate module, got {type(gate).__name__}")

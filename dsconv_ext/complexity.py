@@ -244,7 +244,7 @@ def model_cost(model: nn.Module, input_size: Sequence[int] = (3, 224, 224),
     layers: List[LayerCost] = []
     names = {m: n for n, m in model.named_modules()}
     counted = (nn.Conv2d, nn.Linear, dse_nn.DepthwiseConv2d, dse_nn.PointwiseConv2d,
-               dse_nn.SeparableConv2d, dse_nn.InvertedResidual)
+               dse_nn.SeparableConv2d, dse_nn.InvertedResidual, dse_nn.SqueezeExcite)
 
     def hook(m, inputs, out):
         if isinstance(m, dse_nn.InvertedResidual):  # one call: its stages, as if run apart
@@ -255,6 +255,16 @@ def model_cost(model: nn.Module, input_size: Sequence[int] = (3, 224, 224),
                     continue
                 oh, ow = (x.shape[2:] if stage_name == "expand" else out.shape[2:])
                 y = out.new_empty((x.shape[0], stage.out_channels, oh, ow))
+                kind, cost = _layer_cost(stage, y)
+                layers.append(LayerCost(f"{names[m]}.{stage_name}", kind, tuple(x.shape[1:]),
+                                        tuple(y.shape[1:]), cost, stage))
+                x = y
+            return
+        if isinstance(m, dse_nn.SqueezeExcite):  # its two 1x1 convolutions on the 1x1 map
+            x = inputs[0].new_empty((inputs[0].shape[0], m.channels, 1, 1))
+            for stage_name in ("fc1", "fc2"):
+                stage = getattr(m, stage_name)
+                y = x.new_empty((x.shape[0], stage.out_channels, 1, 1))
                 kind, cost = _layer_cost(stage, y)
                 layers.append(LayerCost(f"{names[m]}.{stage_name}", kind, tuple(x.shape[1:]),
                                         tuple(y.shape[1:]), cost, stage))

@@ -4,7 +4,11 @@ fused modules of dsconv_ext.nn, same outputs.
 Patterns: a depthwise conv -> (BatchNorm) -> (ReLU / ReLU6 / Hardswish) whose result goes only
 to a pointwise conv -> (BatchNorm) -> (activation) becomes one SeparableConv2d; any other
 depthwise or pointwise nn.Conv2d becomes a DepthwiseConv2d / PointwiseConv2d with the
-BatchNorm and activation that follow it. Everything else is left as it is.
+BatchNorm and activation that follow it. A squeeze-excite (adaptive_avg_pool2d(x, 1) or
+x.mean((2, 3), keepdim=True) -> 1x1 conv -> (activation) -> 1x1 conv -> Hardsigmoid / Sigmoid
+-> multiplied with x, as in torchvision's SqueezeExcitation) becomes one SqueezeExcite; one
+whose activation the ops do not apply (e.g. SiLU) keeps its steps, with its convolutions
+converted one by one. Everything else is left as it is.
 
 How:
 1. torch.fx traces the model through its submodules, so patterns that cross module
@@ -31,20 +35,23 @@ from torch import fx, nn
 from torch.nn.utils import parametrize
 
 from . import nn as dse_nn
-from ._recognize import activation_name, conv_kind, is_plain
+from ._recognize import activation_name, conv_kind, gate_name, is_plain
 from .fold import BatchNormParams, batch_norm_params, fold_into
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 _OUR_MODULES = (dse_nn.DepthwiseConv2d, dse_nn.PointwiseConv2d, dse_nn.SeparableConv2d,
-                dse_nn.InvertedResidual)
+                dse_nn.InvertedResidual, dse_nn.SqueezeExcite)
 
 
 # ---------------------------------------------------------------- report
 
+# Step labels counted as fused activations (the squeeze-excite gates included).
+_FUSED_ACTIVATIONS = ("relu", "relu6", "hardswish", "hardsigmoid", "sigmoid")
+
 @dataclass
 class Replacement:
     path: str      # where the fused module is (the first conv's place)
-    kind: str      # 'inverted_residual', 'separable', 'depthwise', 'pointwise' or 'conv'
+    kind: str      # 'inverted_residual', 'squeeze_excite', 'separable', 'depthwise', 'pointwise' or 'conv'
     pattern: str   # what it replaced, e.g. 'depthwise+bn+relu6 -> pointwise+bn'
     replaced: List[str]  # the modules / calls it replaced, in order
 
@@ -68,12 +75,13 @@ class ConvertReport:
         """Fused modules by kind, BatchNorms folded, activations fused, convolutions skipped."""
         kinds = Counter(r.kind for r in self.replaced)
         steps = [s for r in self.replaced for s in r.pattern.replace(" -> ", "+").split("+")]
-        return {"inverted_residual": kinds["inverted_residual"], "separable": kinds["separable"],
+        return {"inverted_residual": kinds["inverted_residual"],
+                "squeeze_excite": kinds["squeeze_excite"], "separable": kinds["separable"],
                 "depthwise": kinds["depthwise"], "pointwise": kinds["pointwise"],
                 "conv": kinds["conv"],  # other convolutions, kept with their BatchNorm folded in
                 "residual_adds_fused": sum(s == "add" for s in steps),
                 "batchnorm_folded": sum(s == "bn" for s in steps),
-                "activations_fused": sum(s in ("relu", "relu6", "hardswish") for s in steps),
+                "activations_fused": sum(s in _FUSED_ACTIVATIONS for s in steps),
                 "skipped": len(self.skipped)}
 
     @property
@@ -84,7 +92,8 @@ class ConvertReport:
     def __str__(self) -> str:
         c = self.counts
         lines = [f"dsconv_ext.convert: {len(self.replaced)} fused modules "
-                 f"({c['inverted_residual']} inverted residual, {c['separable']} separable, "
+                 f"({c['inverted_residual']} inverted residual, {c['squeeze_excite']} squeeze-excite, "
+                 f"{c['separable']} separable, "
                  f"{c['depthwise']} depthwise, {c['pointwise']} pointwise, "
                  f"{c['conv']} other convolution with its BatchNorm folded), "
                  f"{c['batchnorm_folded']} BatchNorms folded, {c['activations_fused']} activations "
@@ -379,6 +388,10 @@ class _Match:
         return "separable" if len(self.stages) == 2 else self.labels[0]
 
     @property
+    def slot(self) -> str:  # where the fused module goes in a rewritten graph
+        return self.steps[0].node.target
+
+    @property
     def pattern(self) -> str:
         return " -> ".join([stage.label for stage in self.stages] +
                            (["add"] if self.residual is not None else []))
@@ -444,8 +457,10 @@ def _next_conv(view: _GraphView, stage: _Stage, label: str) -> Optional[_Stage]:
 def _find_matches(view: _GraphView, skipped: List[Skip]) -> List[_Match]:
     """Chains from each unclaimed convolution, in graph order: depthwise -> pointwise
     (separable), pointwise -> depthwise (-> pointwise) (inverted residual), or one stage;
-    a block whose last stage's output is added to its input also takes the add."""
-    matches, claimed = [], set()
+    a block whose last stage's output is added to its input also takes the add. Squeeze-
+    excites are found first; their convolutions are theirs."""
+    matches = _find_squeeze_excites(view)
+    claimed = {s.node for m in matches for s in m.steps}
     for node in view.gm.graph.nodes:
         if node in claimed:
             continue
@@ -495,6 +510,25 @@ def _bn_fold_only(view: _GraphView, node: fx.Node) -> Optional[_Match]:
 _ADD_FUNCTIONS = {operator.add, torch.add}
 
 
+def _block_module(view: _GraphView, anchor: fx.Node, nodes: set) -> Optional[str]:
+    """The path of the innermost module whose forward computes `anchor`, where that forward
+    computes exactly `nodes` and the module sits in one place of the model with none of its
+    attributes read directly (so replacing that module replaces exactly `nodes`); else None."""
+    stack = anchor.meta.get("nn_module_stack") or {}
+    if not stack:
+        return None
+    path = list(stack.values())[-1][0]
+    inside = {n for n in view.gm.graph.nodes
+              if any(p == path for p, _ in (n.meta.get("nn_module_stack") or {}).values())}
+    try:
+        module = view.root.get_submodule(path)
+    except AttributeError:
+        return None
+    if inside != nodes or view.uses_of_module[id(module)] != 1 or view.attributes_read(path):
+        return None
+    return path
+
+
 def _take_residual(view: _GraphView, match: _Match) -> None:
     """match takes the residual add that follows it where that add sums the block's input and
     its output, and the module whose forward computes the add computes exactly the match
@@ -508,22 +542,124 @@ def _take_residual(view: _GraphView, match: _Match) -> None:
         (add.op == "call_method" and add.target == "add")
     if not is_add or add.kwargs or len(add.args) != 2 or set(add.args) != {last, block_input}:
         return
-    stack = add.meta.get("nn_module_stack") or {}
-    if not stack:
-        return
-    path = list(stack.values())[-1][0]
-    inside = {n for n in view.gm.graph.nodes
-              if any(p == path for p, _ in (n.meta.get("nn_module_stack") or {}).values())}
-    steps = {s.node for s in match.steps} | {add}
-    try:
-        module = view.root.get_submodule(path)
-    except AttributeError:
-        return
-    if inside != steps or view.uses_of_module[id(module)] != 1 \
-            or view.attributes_read(path):
-        return
-    match.residual = _Step(add, "add", "add")
-    match.block_path = path
+    path = _block_module(view, add, {s.node for s in match.steps} | {add})
+    if path is not None:
+        match.residual = _Step(add, "add", "add")
+        match.block_path = path
+
+
+# ---------------------------------------------------------------- squeeze-excite
+
+@dataclass
+class _SeMatch:
+    """pool -> fc1 (-> act) -> fc2 -> gate -> * x: one SqueezeExcite."""
+    steps: List[_Step]   # in data-flow order, nn.Identity calls included
+    fc1: _Step
+    fc2: _Step
+    activation: Optional[str]
+    gate: str
+    block_path: Optional[str] = None
+
+    kind = "squeeze_excite"
+
+    @property
+    def pattern(self) -> str:
+        return " -> ".join(s.label for s in self.steps if s.role != "pass")
+
+    @property
+    def slot(self) -> str:
+        return self.fc1.path
+
+    def build(self) -> nn.Module:
+        return dse_nn.SqueezeExcite.from_modules(self.fc1.conv, self.fc2.conv, self.activation,
+                                                 self.gate)
+
+
+_MUL_FUNCTIONS = {operator.mul, torch.mul}
+_SIGMOID_FUNCTIONS = {torch.sigmoid, F.sigmoid}
+
+
+def _is_int_pair(v, values) -> bool:
+    return isinstance(v, (tuple, list)) and sorted(v) == sorted(values)
+
+
+def _is_global_pool(view: _GraphView, node: fx.Node) -> bool:
+    """adaptive_avg_pool2d(x, 1) as a module or a call, or x.mean((2, 3), keepdim=True)."""
+    module = view._module(node)
+    if module is not None:
+        return is_plain(module, nn.AdaptiveAvgPool2d) and module.output_size in (1, (1, 1), [1, 1])
+    if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
+        size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+        return len(node.args) + len(node.kwargs) == 2 and size in (1, (1, 1), [1, 1])
+    is_mean = (node.op == "call_function" and node.target is torch.mean) or \
+        (node.op == "call_method" and node.target == "mean")
+    if not is_mean or set(node.kwargs) - {"dim", "keepdim"}:
+        return False
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+    return len(node.args) <= 3 and keepdim is True and \
+        (_is_int_pair(dim, (2, 3)) or _is_int_pair(dim, (-2, -1)))
+
+
+def _gate_step(view: _GraphView, node: fx.Node) -> Optional[_Step]:
+    module = view._module(node)
+    if module is not None:
+        name = gate_name(module)
+    elif node.op == "call_function" and node.target is F.hardsigmoid and len(node.args) == 1 \
+            and set(node.kwargs) <= {"inplace"}:
+        name = "hardsigmoid"
+    elif (node.op == "call_function" and node.target in _SIGMOID_FUNCTIONS
+          or node.op == "call_method" and node.target in ("sigmoid", "sigmoid_")) \
+            and len(node.args) == 1 and not node.kwargs:
+        name = "sigmoid"
+    else:
+        name = None
+    return _Step(node, "act", name, path=node.target if module is not None else None) \
+        if name else None
+
+
+def _squeeze_excite(view: _GraphView, pool: fx.Node) -> Optional[_SeMatch]:
+    """The squeeze-excite that starts at `pool`, or None."""
+    if not _is_global_pool(view, pool) or not pool.args:
+        return None
+    x = pool.args[0]
+    path = view._module(pool) is not None and pool.target or None
+    steps = [_Step(pool, "pool", "pool", path=path)]
+    nxt = view.follow(pool, steps)
+    fc1 = view.conv_step(nxt)[0] if nxt is not None else None
+    if fc1 is None or fc1.label != "pointwise":
+        return None
+    steps.append(fc1)
+    nxt = view.follow(fc1.node, steps)
+    act = view.act_step(nxt) if nxt is not None else None
+    if act is not None:
+        steps.append(act)
+        nxt = view.follow(act.node, steps)
+    fc2 = view.conv_step(nxt)[0] if nxt is not None else None
+    if fc2 is None or fc2.label != "pointwise" or fc2.conv.in_channels != fc1.conv.out_channels \
+            or fc2.conv.out_channels != fc1.conv.in_channels:
+        return None
+    steps.append(fc2)
+    nxt = view.follow(fc2.node, steps)
+    gate = _gate_step(view, nxt) if nxt is not None else None
+    if gate is None or len(gate.node.users) != 1:
+        return None
+    steps.append(gate)
+    mul = next(iter(gate.node.users))
+    is_mul = (mul.op == "call_function" and mul.target in _MUL_FUNCTIONS) or \
+        (mul.op == "call_method" and mul.target == "mul")
+    if not is_mul or mul.kwargs or len(mul.args) != 2 or set(mul.args) != {gate.node, x}:
+        return None
+    steps.append(_Step(mul, "mul", "mul"))
+    match = _SeMatch(steps, fc1, fc2, act.activation if act else None, gate.label)
+    match.block_path = _block_module(view, mul, {s.node for s in steps})
+    return match
+
+
+def _find_squeeze_excites(view: _GraphView) -> List[_SeMatch]:
+    if view.module_only:  # an untraced chain of modules has no multiplication
+        return []
+    return [m for m in (_squeeze_excite(view, n) for n in view.gm.graph.nodes) if m is not None]
 
 
 # ---------------------------------------------------------------- applying
@@ -550,10 +686,10 @@ def _apply_to_graph(gm: fx.GraphModule, matches: List[_Match]) -> fx.GraphModule
     for match in matches:
         steps = match.steps
         first, last = steps[0].node, steps[-1].node
-        gm.add_submodule(first.target, match.build())  # takes the first conv's place
-        # Called where the first conv was: its input may be changed in place later on.
+        gm.add_submodule(match.slot, match.build())  # takes the first conv's place
+        # Called where the first step was: its input may be changed in place later on.
         with graph.inserting_before(first):
-            fused = graph.call_module(first.target, (first.args[0],))
+            fused = graph.call_module(match.slot, (first.args[0],))
         last.replace_all_uses_with(fused)
         inputs = set()
         for step in reversed(steps):

@@ -13,6 +13,7 @@ _depthwise_op = torch.ops.dsconv.depthwise.default
 _pointwise_op = torch.ops.dsconv.pointwise.default
 _separable_op = torch.ops.dsconv.separable.default
 _inverted_residual_op = torch.ops.dsconv.inverted_residual.default
+_squeeze_excite_op = torch.ops.dsconv.squeeze_excite.default
 
 _is_compiling = torch.compiler.is_compiling
 _has_torch_function = torch._C._has_torch_function
@@ -41,9 +42,12 @@ _depthwise = _calling(_depthwise_op, _C.depthwise_call)
 _pointwise = _calling(_pointwise_op, _C.pointwise_call)
 _separable = _calling(_separable_op, _C.separable_call)
 _inverted_residual = _calling(_inverted_residual_op, _C.inverted_residual_call)
+_squeeze_excite = _calling(_squeeze_excite_op, _C.squeeze_excite_call)
 
 # The activations every op accepts (defined once, in csrc/cpu/activation.h).
 ACTIVATIONS = (None,) + tuple(n for n in _C.activation_names() if n != "none")
+# The gates squeeze_excite applies last (csrc/cpu/activation.h).
+GATES = tuple(_C.gate_names())
 
 IntPair = Union[int, Sequence[int]]
 Padding = Union[int, Sequence[int], str]
@@ -129,3 +133,16 @@ def inverted_residual(x: torch.Tensor, expand_weight: Optional[torch.Tensor],
                               project_bias, stride, _padding(padding, dw_weight, stride, dilation),
                               dilation, expand_activation, dw_activation, project_activation,
                               bool(residual))
+
+
+def squeeze_excite(x: torch.Tensor, reduce_weight: torch.Tensor,
+                   reduce_bias: Optional[torch.Tensor], expand_weight: torch.Tensor,
+                   expand_bias: Optional[torch.Tensor] = None,
+                   activation: Optional[str] = "relu", gate: str = "hardsigmoid") -> torch.Tensor:
+    """Squeeze-and-excitation in one call: `x * gate(conv2d(act(conv2d(x.mean((2, 3),
+    keepdim=True), reduce_weight, reduce_bias)), expand_weight, expand_bias))`.
+    reduce_weight is [S, C, 1, 1], expand_weight [C, S, 1, 1] (the two 1x1 convolutions'
+    weights); activation is one of ACTIVATIONS, gate one of GATES ('hardsigmoid' as in
+    MobileNetV3, 'sigmoid'). The output has x's memory format."""
+    return _squeeze_excite(x, reduce_weight, reduce_bias, expand_weight, expand_bias,
+                           activation, gate)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from . import functional as dsf
-from ._recognize import as_activation, conv_kind
+from ._recognize import as_activation, as_gate, conv_kind
 from .fold import BatchNormParams, batch_norm_params, fold_into
 from .functional import IntPair, Padding, _pair
 
@@ -401,4 +401,66 @@ class InvertedResidual(nn.Module):
                 f"residual={self.residual}")
 
 
-__all__ = ["DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d", "InvertedResidual"]
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation (MobileNetV3, EfficientNet) in one call
+    (`dsconv_ext.squeeze_excite`): `x * gate(fc2(activation(fc1(mean over H, W of x))))`.
+
+    Holds `fc1` (a PointwiseConv2d channels -> squeezed_channels, with the activation) and
+    `fc2` (a PointwiseConv2d squeezed_channels -> channels), named as in torchvision's
+    SqueezeExcitation, whose state_dict loads into this module. gate: 'hardsigmoid'
+    (MobileNetV3) or 'sigmoid'."""
+
+    def __init__(self, channels: int, squeezed_channels: int, *,
+                 activation: Optional[str] = "relu", gate: str = "hardsigmoid",
+                 bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        _check_channels(type(self).__name__, channels=channels,
+                        squeezed_channels=squeezed_channels)
+        factory = dict(device=device, dtype=dtype)
+        self.fc1 = PointwiseConv2d(channels, squeezed_channels, bias=bias,
+                                   activation=activation, **factory)
+        self.fc2 = PointwiseConv2d(squeezed_channels, channels, bias=bias, **factory)
+        self.gate = as_gate(gate)
+
+    @classmethod
+    def from_modules(cls, fc1: nn.Conv2d, fc2: nn.Conv2d, activation: Activation = "relu",
+                     gate: Union[str, nn.Module] = "hardsigmoid") -> "SqueezeExcite":
+        """The squeeze-excite of these 1x1 nn.Conv2d modules (copied) and activation / gate
+        (modules such as nn.ReLU and nn.Hardsigmoid, or their names)."""
+        module = cls.__new__(cls)
+        nn.Module.__init__(module)
+        module.fc1 = PointwiseConv2d.from_modules(fc1, activation=activation)
+        module.fc2 = PointwiseConv2d.from_modules(fc2)
+        if module.fc1.out_channels != module.fc2.in_channels or \
+                module.fc2.out_channels != module.fc1.in_channels:
+            raise ValueError(f"SqueezeExcite.from_modules: fc1 maps {module.fc1.in_channels} -> "
+                             f"{module.fc1.out_channels} channels and fc2 "
+                             f"{module.fc2.in_channels} -> {module.fc2.out_channels}; fc2 must "
+                             "map fc1's output back to its input channels")
+        module.gate = as_gate(gate)
+        return module
+
+    @property
+    def channels(self) -> int:
+        return self.fc1.in_channels
+
+    @property
+    def squeezed_channels(self) -> int:
+        return self.fc1.out_channels
+
+    def reset_parameters(self) -> None:
+        self.fc1.reset_parameters()
+        self.fc2.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fc1, fc2 = self._modules["fc1"], self._modules["fc2"]
+        return dsf._squeeze_excite(x, _param(fc1, "weight"), _param(fc1, "bias"),
+                                   _param(fc2, "weight"), _param(fc2, "bias"), fc1.activation,
+                                   self.gate)
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, {self.squeezed_channels}, gate={self.gate!r}"
+
+
+__all__ = ["DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d", "InvertedResidual",
+           "SqueezeExcite"]

@@ -14,7 +14,8 @@ if [ "${1:-}" = "--no-build" ]; then build=0; shift; fi
 # RSS, which ASan's quarantine inflates; the model tests add no kernel paths).
 TESTS=(tests/test_forward.py tests/test_grad.py tests/test_properties.py tests/test_fuzz.py
        tests/test_bad_input.py tests/test_errors.py tests/test_empty.py tests/test_threads.py
-       tests/test_packed_cache.py tests/test_inverted_residual.py)
+       tests/test_packed_cache.py tests/test_inverted_residual.py
+       tests/test_squeeze_excite.py)
 [ $# -gt 0 ] && TESTS=("$@")
 
 if [ "$build" = 1 ]; then

@@ -27,14 +27,16 @@ PACKAGE = {
     "mobilenet_v2": (lambda: models.mobilenet_v2(10, 0.5),
                      dict(inverted_residual=16, separable=1, depthwise=0, pointwise=1,
                           residual_adds_fused=10, skipped=1, graph_module=False)),
-    # V3: blocks with squeeze-excite fuse expand -> depthwise; the SE's two 1x1 convolutions
-    # and the projection after it stay pointwise (and their residual add stays).
+    # V3: blocks with squeeze-excite fuse expand -> depthwise, each squeeze-excite is one
+    # module, the projection after it stays pointwise (and their residual add stays).
     "mobilenet_v3_large": (lambda: models.mobilenet_v3_large(10, 0.5),
-                           dict(inverted_residual=15, separable=0, depthwise=0, pointwise=25,
-                                residual_adds_fused=5, skipped=1, graph_module=False)),
+                           dict(inverted_residual=15, squeeze_excite=8, separable=0, depthwise=0,
+                                pointwise=9, residual_adds_fused=5, skipped=1,
+                                graph_module=False)),
     "mobilenet_v3_small": (lambda: models.mobilenet_v3_small(10, 0.5),
-                           dict(inverted_residual=10, separable=0, depthwise=1, pointwise=28,
-                                residual_adds_fused=1, skipped=1, graph_module=False)),
+                           dict(inverted_residual=10, squeeze_excite=9, separable=0, depthwise=1,
+                                pointwise=10, residual_adds_fused=1, skipped=1,
+                                graph_module=False)),
 }
 ALL = {**ZOO, **PACKAGE}
 
@@ -66,8 +68,8 @@ def test_same_outputs_and_expected_patterns(converted, name):
     original, model, report = converted[name]
     expected = ALL[name][1]
     counts = report.counts
-    keys = ("inverted_residual", "separable", "depthwise", "pointwise", "residual_adds_fused",
-            "skipped")
+    keys = ("inverted_residual", "squeeze_excite", "separable", "depthwise", "pointwise",
+            "residual_adds_fused", "skipped")
     assert {k: counts[k] for k in keys} == {k: expected.get(k, 0) for k in keys}, str(report)
     assert report.graph_module == expected["graph_module"] == isinstance(model, fx.GraphModule)
     if not report.graph_module:
@@ -155,8 +157,8 @@ def test_report(converted):
     dw2 = next(r for r in report.replaced if r.path == "dw2")
     assert dw2.kind == "separable" and dw2.replaced == ["dw2", "dw2_bn", "act", "pw2", "act"]
     text = str(report)
-    assert ("5 fused modules (0 inverted residual, 2 separable, 1 depthwise, 1 pointwise, 1 other "
-            "convolution with its BatchNorm folded)") in text
+    assert ("5 fused modules (0 inverted residual, 0 squeeze-excite, 2 separable, 1 depthwise, "
+            "1 pointwise, 1 other convolution with its BatchNorm folded)") in text
     assert "torch.fx.GraphModule" in text and "padding_mode='reflect'" in text
     # F.batch_norm's parameters went with it; untouched modules keep their names.
     keys = set(model.state_dict())

@@ -192,3 +192,22 @@ def test_inverted_residual_on_cuda(layout):
     for a, b in zip(cpu, gpu):
         if a is not None:
             torch.testing.assert_close(b.grad.cpu(), a.grad)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_squeeze_excite_on_cuda(layout):
+    """squeeze_excite on CUDA (the chain of ATen / dsconv CUDA ops) matches the CPU op, forward
+    and backward."""
+    from test_squeeze_excite import make
+    tensors = make(torch.Generator().manual_seed(3), 2, 24, 6, 9, 7, layout=layout,
+                   dtype=torch.float64)
+    cpu = [t.clone().requires_grad_() for t in tensors]
+    gpu = [to_device(t, "cuda").requires_grad_() for t in tensors]
+    y_cpu = dse.squeeze_excite(*cpu, "hardswish", "sigmoid")
+    y_gpu = dse.squeeze_excite(*gpu, "hardswish", "sigmoid")
+    torch.testing.assert_close(y_gpu.cpu(), y_cpu)
+    assert y_gpu.stride() == y_cpu.stride()
+    y_cpu.sum().backward()
+    y_gpu.sum().backward()
+    for a, b in zip(cpu, gpu):
+        torch.testing.assert_close(b.grad.cpu(), a.grad)

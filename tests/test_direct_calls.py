@@ -29,11 +29,13 @@ def _args(name, grad=False):
     if name == "separable":
         return (x, r(6, 1, 3, 3), r(4, 6, 1, 1), r(6), None, (1, 1), (1, 1, 1, 1), (1, 1),
                 "relu", None)
+    if name == "squeeze_excite":
+        return (x, r(3, 6, 1, 1), r(3), r(6, 3, 1, 1), None, "relu", "sigmoid")
     return (x, r(12, 6, 1, 1), r(12, 1, 3, 3), r(6, 12, 1, 1), r(12), r(12), r(6), (1, 1),
             (1, 1, 1, 1), (1, 1), "relu6", "relu6", None, True)
 
 
-NAMES = ["depthwise", "pointwise", "separable", "inverted_residual"]
+NAMES = ["depthwise", "pointwise", "separable", "inverted_residual", "squeeze_excite"]
 
 
 def _direct(name):

@@ -94,6 +94,21 @@ def cases():
                                            t(2, 2, 1, 1, dtype=f64, grad=True), None, None, None,
                                            [1, 1], [1, 1, 1, 1], [1, 1], None, "relu6", None,
                                            True)),
+        # squeeze_excite(x, reduce_weight, reduce_bias, expand_weight, expand_bias, activation, gate)
+        ("squeeze_excite", "cl", (t(2, 6, 5, 4, layout="channels_last"), t(3, 6, 1, 1), t(3),
+                                  t(6, 3, 1, 1), t(6), "relu", "hardsigmoid")),
+        ("squeeze_excite", "nchw-sigmoid-grad", (t(2, 5, 3, 4, grad=True), t(2, 5, 1, 1, grad=True),
+                                                 None, t(5, 2, 1, 1, grad=True), t(5, grad=True),
+                                                 "hardswish", "sigmoid")),
+        ("squeeze_excite", "strided-f64-grad", (t(1, 4, 3, 3, layout="strided", dtype=f64, grad=True),
+                                                t(1, 4, 1, 1, dtype=f64, grad=True),
+                                                t(1, dtype=f64, grad=True),
+                                                t(4, 1, 1, 1, dtype=f64, grad=True), None, None,
+                                                "hardsigmoid")),
+        ("squeeze_excite", "cl-grad", (t(1, 7, 4, 4, layout="channels_last", grad=True),
+                                       t(2, 7, 1, 1, grad=True), t(2, grad=True),
+                                       t(7, 2, 1, 1, grad=True), t(7, grad=True), "relu6",
+                                       "hardsigmoid")),
     ]
 
 
@@ -105,5 +120,5 @@ def test_opcheck(name, args):
 def test_every_op_is_checked():
     registered = {n.split("::")[1].split(".")[0] for n in torch._C._dispatch_get_all_op_names()
                   if n.startswith("dsconv::")}
-    assert len(registered) == 8
+    assert len(registered) == 9
     assert {n for n, _, _ in cases()} == registered

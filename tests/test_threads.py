@@ -1,5 +1,5 @@
 """Thread safety: 16 Python threads calling every op (forward, the fused inverted-residual
-block, backward through autograd, and the raw backward ops) at the same time on different shapes, with more than one intra-op
+block and squeeze-excite, backward through autograd, and the raw backward ops) at the same time on different shapes, with more than one intra-op
 thread each, get exactly what serial calls get, and each thread's last_kernels() describes
 its own last call. (The packed-weight cache under threads: test_packed_cache.py.)"""
 import threading
@@ -50,6 +50,10 @@ def run(i):
                                          expand_activation="relu6", dw_activation=act,
                                          residual=residual, **geo))
         records.append(dse.last_kernels())
+        # squeeze-excite: c -> 3 -> c channels
+        out.append(dse.squeeze_excite(x, w_e[:3], b[:3], w_p[:, :3], None, act,
+                                      "hardsigmoid" if i % 2 else "sigmoid"))
+        records.append(dse.last_kernels())
     out += torch.autograd.grad(y.square().sum(), (w_dw, w_pw, b))
     # The backward ops called directly, on the forward outputs as grad_out.
     k = w_dw.shape[2]
@@ -88,8 +92,9 @@ def test_concurrent_calls_match_serial(isa, intra_op_threads):
     for i, rounds in enumerate(results):
         expected_out, expected_records = serial[i]
         assert len(expected_records[0]) == 1 and len(expected_records[2]) == 2
-        assert len(expected_records[3]) == 3 and len(expected_records[4]) == 1
-        assert len(expected_out) == 11
+        assert len(expected_records[3]) == 3 and len(expected_records[4]) == 2
+        assert len(expected_records[5]) == 1
+        assert len(expected_out) == 12
         for out, records in rounds:
             assert records == expected_records, f"thread {i}"
             for got, expected in zip(out, expected_out):

@@ -13,6 +13,7 @@
 #include "checks.h"
 #include "inverted_residual.h"
 #include "op_handles.h"
+#include "squeeze_excite.h"
 #include "tensor_shapes.h"
 
 namespace dsconv::ops {
@@ -315,9 +316,26 @@ at::Tensor inverted_residual_autograd(const at::Tensor& x, const OptTensor& expa
                                      residual);
 }
 
+// With gradients: the chain of differentiable ops (squeeze_excite_composite); inference
+// runs the fused kernel.
+at::Tensor squeeze_excite_autograd(const at::Tensor& x, const at::Tensor& reduce_weight,
+                                   const OptTensor& reduce_bias, const at::Tensor& expand_weight,
+                                   const OptTensor& expand_bias, OptString activation,
+                                   c10::string_view gate) {
+  const OptTensor x_ = x, rw_ = reduce_weight, ew_ = expand_weight;
+  if (!records({&x_, &rw_, &reduce_bias, &ew_, &expand_bias})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return Ops::get().squeeze_excite.call(x, reduce_weight, reduce_bias, expand_weight,
+                                          expand_bias, activation, gate);
+  }
+  return squeeze_excite_composite(x, reduce_weight, reduce_bias, expand_weight, expand_bias,
+                                  activation, gate);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(dsconv, Autograd, m) {
+  m.impl("squeeze_excite", &squeeze_excite_autograd);
   m.impl("inverted_residual", &inverted_residual_autograd);
   m.impl("depthwise", &depthwise_autograd);
   m.impl("pointwise", &pointwise_autograd);

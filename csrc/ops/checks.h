@@ -243,6 +243,24 @@ inline IrGeometry check_inverted_residual(
   return r;
 }
 
+// squeeze_excite: reduce_weight [S, C, 1, 1] takes x's C channels to S, expand_weight
+// [C, S, 1, 1] takes them back. Returns S.
+inline int64_t check_squeeze_excite(const at::Tensor& x, const at::Tensor& reduce_weight,
+                                    const std::optional<at::Tensor>& reduce_bias,
+                                    const at::Tensor& expand_weight,
+                                    const std::optional<at::Tensor>& expand_bias) {
+  check_input(x, "x");
+  check_pw_weight(reduce_weight, "reduce_weight", x.size(1), x, "x");
+  const int64_t squeezed = reduce_weight.size(0);
+  check_bias(reduce_bias, "reduce_bias", squeezed, x, "x");
+  check_pw_weight(expand_weight, "expand_weight", squeezed, x, "x");
+  TORCH_CHECK(expand_weight.size(0) == x.size(1), "expand_weight.shape[0] must equal x's ",
+              x.size(1), " channels (the excitation scales each of them), got ",
+              expand_weight.size(0), " (shape ", expand_weight.sizes(), ")");
+  check_bias(expand_bias, "expand_bias", x.size(1), x, "x");
+  return squeezed;
+}
+
 inline void check_pw_backward_input(const at::Tensor& grad_out, const at::Tensor& weight) {
   check_input(grad_out, "grad_out");
   check_float_tensor(weight, "weight", 4, "[C_out, C_in, 1, 1]");
@@ -273,6 +291,18 @@ inline Activation check_activation(const std::optional<c10::string_view>& name,
   for (int i = 1; i < count; ++i) expected += std::string(", '") + names[i] + "'";
   TORCH_CHECK_VALUE(false, arg_name, " '", s, "' is not supported; expected one of ", expected);
   return act;
+}
+
+inline Gate check_gate(c10::string_view name) {
+  Gate gate = Gate::hardsigmoid;
+  const std::string s(name.data(), name.size());
+  if (parse_gate(s.c_str(), &gate)) return gate;
+  int count = 0;
+  const char* const* names = gate_names(&count);
+  std::string expected;
+  for (int i = 0; i < count; ++i) expected += std::string(i ? ", '" : "'") + names[i] + "'";
+  TORCH_CHECK_VALUE(false, "gate '", s, "' is not supported; expected one of ", expected);
+  return gate;
 }
 
 }  // namespace dsconv::ops

@@ -12,6 +12,7 @@
 #include "checks.h"
 #include "depthwise.h"
 #include "inverted_residual.h"
+#include "squeeze_excite.h"
 #include "tensor_shapes.h"
 
 namespace dsconv::ops {
@@ -192,6 +193,7 @@ TORCH_LIBRARY_IMPL(dsconv, CUDA, m) {
   m.impl("separable", &separable_cuda);
   // No fused CUDA kernel yet: the chain of the CUDA ops above.
   m.impl("inverted_residual", &inverted_residual_composite);
+  m.impl("squeeze_excite", &squeeze_excite_composite);
 }
 
 }  // namespace dsconv::ops

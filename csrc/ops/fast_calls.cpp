@@ -54,6 +54,12 @@ void bind_fast_calls(py::module_& m) {
                                                    dilation, view(e_act), view(d_act),
                                                    view(p_act), residual);
         });
+  m.def("squeeze_excite_call",
+        [](const at::Tensor& x, const at::Tensor& rw, const OptTensor& rb, const at::Tensor& ew,
+           const OptTensor& eb, const OptStr& act, const std::string& gate) {
+          py::gil_scoped_release no_gil;
+          return Ops::get().squeeze_excite.call(x, rw, rb, ew, eb, view(act), gate);
+        });
 }
 
 }  // namespace dsconv::ops

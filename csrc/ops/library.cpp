@@ -38,4 +38,11 @@ TORCH_LIBRARY(dsconv, m) {
       "int[2] dilation=[1, 1], str? expand_activation=None, str? dw_activation=None, "
       "str? project_activation=None, bool residual=False) -> Tensor",
       tags);
+  // y = x * gate(expand(act(reduce(mean over H, W of x)))): reduce_weight [S, C, 1, 1],
+  // expand_weight [C, S, 1, 1] (1x1 convolutions on the 1x1 map of channel means).
+  m.def(
+      "squeeze_excite(Tensor x, Tensor reduce_weight, Tensor? reduce_bias, "
+      "Tensor expand_weight, Tensor? expand_bias, str? activation=\"relu\", "
+      "str gate=\"hardsigmoid\") -> Tensor",
+      tags);
 }

@@ -33,6 +33,11 @@ PYBIND11_MODULE(_C, m) {
     const char* const* names = dsconv::activation_names(&count);
     return std::vector<std::string>(names, names + count);
   });
+  m.def("gate_names", [] {
+    int count = 0;
+    const char* const* names = dsconv::gate_names(&count);
+    return std::vector<std::string>(names, names + count);
+  });
   m.def("supported_dtypes", [](const std::string& device) {
     // Python names of the dtypes the ops accept on a device type ("cpu", "cuda"): the rule
     // of checks.h, asked by the converter.

@@ -23,6 +23,9 @@ using InvertedResidualSig = at::Tensor(const at::Tensor&, const OptTensor&, cons
                                        const OptTensor&, const OptTensor&, const OptTensor&,
                                        const OptTensor&, at::IntArrayRef, at::IntArrayRef,
                                        at::IntArrayRef, OptString, OptString, OptString, bool);
+using SqueezeExciteSig = at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&,
+                                    const at::Tensor&, const OptTensor&, OptString,
+                                    c10::string_view);
 
 template <typename Sig>
 c10::TypedOperatorHandle<Sig> op_handle(const char* name) {
@@ -39,6 +42,8 @@ struct Ops {
   c10::TypedOperatorHandle<SeparableSig> separable = op_handle<SeparableSig>("dsconv::separable");
   c10::TypedOperatorHandle<InvertedResidualSig> inverted_residual =
       op_handle<InvertedResidualSig>("dsconv::inverted_residual");
+  c10::TypedOperatorHandle<SqueezeExciteSig> squeeze_excite =
+      op_handle<SqueezeExciteSig>("dsconv::squeeze_excite");
 
   static const Ops& get() {  // after load: the schemas are registered by then
     static const Ops ops;

@@ -1,4 +1,4 @@
-// Per-thread scratch for the fused ops' tiles (separable, inverted_residual).
+// Per-thread scratch for the fused ops (separable and inverted_residual tiles, squeeze_excite vectors).
 #pragma once
 #include <cstddef>
 #include <cstdint>
