@@ -89,7 +89,7 @@ struct Depthwise {
   // and used for all PX pixels, so loads per FMA drop from 2 to (1 + PX) / PX.
   // in[p * taps + t]: input pixel of tap t for pixel p; out[p]: output pixel p.
   template <int TAPS, int PX, int NV, bool FULL>
-  static void nhwc_pixels(int64_t taps_rt, const float* const* in, const float* w, int64_t C,
+  static void nhwc_pixels(int64_t taps_rt, const float* const* in, const float* w,
                           const float* bias, float* const* out, int64_t c, Activation act,
                           typename V::Mask m) {
     const int64_t taps = TAPS > 0 ? TAPS : taps_rt;
@@ -130,11 +130,11 @@ struct Depthwise {
     constexpr int NV = 2;
     int64_t c = 0;
     for (; c + NV * N <= C; c += NV * N) {
-      nhwc_pixels<TAPS, PX, NV, true>(taps, in, w, C, bias, out, c, act, V::mask(N));
+      nhwc_pixels<TAPS, PX, NV, true>(taps, in, w, bias, out, c, act, V::mask(N));
     }
-    for (; c + N <= C; c += N) nhwc_pixels<TAPS, PX, 1, true>(taps, in, w, C, bias, out, c, act, V::mask(N));
+    for (; c + N <= C; c += N) nhwc_pixels<TAPS, PX, 1, true>(taps, in, w, bias, out, c, act, V::mask(N));
     if (c < C) {
-      nhwc_pixels<TAPS, PX, 1, false>(taps, in, w, C, bias, out, c, act, V::mask(static_cast<int>(C - c)));
+      nhwc_pixels<TAPS, PX, 1, false>(taps, in, w, bias, out, c, act, V::mask(static_cast<int>(C - c)));
     }
   }
 
