@@ -15,8 +15,8 @@ How:
    boundaries, functional calls (F.relu6, F.hardswish, F.batch_norm, x.clamp(0, 6)) and
    BatchNorm subclasses with their own forward (e.g. BatchNorm + activation) are seen.
 2. The matches are applied as module edits (the first conv's slot gets the fused module, the
-   other steps' slots nn.Identity) when every step of every match is a module called exactly
-   once: the model keeps its class and structure. Otherwise the traced graph is rewritten and
+   other steps' slots FusedAway, an nn.Identity) when every step of every match is a module
+   called exactly once: the model keeps its class and structure. Otherwise the traced graph is rewritten and
    the result is a torch.fx.GraphModule.
 3. A model (or submodule) that cannot be traced is converted one level down: the consecutive
    children of a plain nn.Sequential are matched as a chain, any other nn.Conv2d child is
@@ -669,6 +669,17 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent_path), name, module)
 
 
+class FusedAway(nn.Identity):
+    """What convert() leaves in the slot of a step it fused into the module before it (a
+    BatchNorm, an activation, a second conv): returns its input. Its __call__ skips
+    nn.Module's hook machinery, which costs more than the step itself: a converted MobileNet
+    keeps 50-65 of these slots, and with plain nn.Identity in them a batch-1 forward took
+    about 1% longer (V2, V3-Large on Zen 3). Hooks registered on it do not run."""
+
+    def __call__(self, input, *args, **kwargs):
+        return input
+
+
 def _apply_to_modules(root: nn.Module, matches: List[_Match]) -> None:
     for match in matches:
         if match.block_path is not None:  # the whole block module is the match
@@ -677,7 +688,7 @@ def _apply_to_modules(root: nn.Module, matches: List[_Match]) -> None:
         steps = match.steps
         _set_submodule(root, steps[0].path, match.build())
         for step in steps[1:]:
-            _set_submodule(root, step.path, nn.Identity())
+            _set_submodule(root, step.path, FusedAway())
 
 
 def _apply_to_graph(gm: fx.GraphModule, matches: List[_Match]) -> fx.GraphModule:

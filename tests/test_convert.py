@@ -181,6 +181,26 @@ def test_package_model_keeps_structure(converted):
     assert "10 x pointwise+bn+relu6 -> depthwise+bn+relu6 -> pointwise+bn -> add" in str(report)
 
 
+def test_fused_away_slots(converted):
+    """The slots of fused steps hold FusedAway: an nn.Identity that returns its input
+    without nn.Module's call machinery; the converted model pickles whole and converts again
+    to the same outputs."""
+    original, model, _ = converted["mobilenet_v2"]
+    slots = [m for m in model.modules() if isinstance(m, dse.converter.FusedAway)]
+    assert len(slots) > 10 and all(isinstance(m, nn.Identity) for m in slots)
+    x = x_of()
+    assert slots[0](x) is x
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    again = dse.convert(model)
+    with torch.no_grad():
+        want = model(x)
+        torch.testing.assert_close(loaded(x), want, rtol=0, atol=0)
+        torch.testing.assert_close(again(x), want, rtol=0, atol=0)
+
+
 def test_inplace_and_copy():
     torch.manual_seed(0)
     original = calibrate(models.mobilenet_v1(10, 0.25))
