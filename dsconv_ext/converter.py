@@ -16,8 +16,8 @@ How:
    BatchNorm subclasses with their own forward (e.g. BatchNorm + activation) are seen.
 2. The matches are applied as module edits (the first conv's slot gets the fused module, the
    other steps' slots FusedAway, an nn.Identity) when every step of every match is a module
-   called exactly once: the model keeps its class and structure. Otherwise the traced graph is rewritten and
-   the result is a torch.fx.GraphModule.
+   called exactly once: the model keeps its class and structure. Otherwise the traced graph
+   is rewritten and the result is a torch.fx.GraphModule.
 3. A model (or submodule) that cannot be traced is converted one level down: the consecutive
    children of a plain nn.Sequential are matched as a chain, any other nn.Conv2d child is
    replaced on its own, and every other child is converted the same way, recursively.

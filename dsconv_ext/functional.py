@@ -7,25 +7,22 @@ import torch
 
 from . import _C
 
-# The op overloads, looked up once (calling an overload directly skips the packet's
-# per-call overload resolution).
-_depthwise_op = torch.ops.dsconv.depthwise.default
-_pointwise_op = torch.ops.dsconv.pointwise.default
-_separable_op = torch.ops.dsconv.separable.default
-_inverted_residual_op = torch.ops.dsconv.inverted_residual.default
-_squeeze_excite_op = torch.ops.dsconv.squeeze_excite.default
-
 _is_compiling = torch.compiler.is_compiling
 _has_torch_function = torch._C._has_torch_function
 
 
-def _calling(overload, direct):
-    """overload(*args), made through `direct` (csrc/ops/fast_calls.cpp: the same dispatcher
-    call, its arguments converted by pybind11) where that is the same call: in eager mode,
-    with no __torch_function__ override or mode on the arguments. torch.ops' boxed path
-    costs about 4 us more per call (Zen 3: 7.6 vs 3.4 us for a small inverted_residual),
-    much of a small layer's time at batch 1. Under torch.compile, or with an override,
-    torch.ops runs, as do arguments pybind11 cannot convert (so their errors are torch.ops')."""
+def _calling(name):
+    """The call of op dsconv::<name>: its overload (looked up once; calling an overload
+    skips the packet's per-call overload resolution), made through _C.<name>_call
+    (csrc/ops/fast_calls.cpp: the same dispatcher call, its arguments converted by pybind11)
+    where that is the same call: in eager mode, with no __torch_function__ override or mode
+    on the arguments. torch.ops' boxed path costs about 4 us more per call (Zen 3: 7.6 vs
+    3.4 us for a small inverted_residual), much of a small layer's time at batch 1. Under
+    torch.compile, or with an override, torch.ops runs, as do arguments pybind11 cannot
+    convert (so their errors are torch.ops')."""
+    overload = getattr(torch.ops.dsconv, name).default
+    direct = getattr(_C, f"{name}_call")
+
     def call(*args):
         if not _is_compiling() and not _has_torch_function(args):
             try:
@@ -38,11 +35,11 @@ def _calling(overload, direct):
     return call
 
 
-_depthwise = _calling(_depthwise_op, _C.depthwise_call)
-_pointwise = _calling(_pointwise_op, _C.pointwise_call)
-_separable = _calling(_separable_op, _C.separable_call)
-_inverted_residual = _calling(_inverted_residual_op, _C.inverted_residual_call)
-_squeeze_excite = _calling(_squeeze_excite_op, _C.squeeze_excite_call)
+_depthwise = _calling("depthwise")
+_pointwise = _calling("pointwise")
+_separable = _calling("separable")
+_inverted_residual = _calling("inverted_residual")
+_squeeze_excite = _calling("squeeze_excite")
 
 # The activations every op accepts (defined once, in csrc/cpu/activation.h).
 ACTIVATIONS = (None,) + tuple(n for n in _C.activation_names() if n != "none")

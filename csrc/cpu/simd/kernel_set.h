@@ -7,9 +7,9 @@
 #include "depthwise_backward.h"
 #include "pointwise.h"
 
-#define DSCONV_SIMD_KERNELS(isa, Dw, Gemm, tile)                                               \
-  int64_t pack_dw_channel_groups_f32_##isa(const DwShape& s, const float* w, float* out) {        \
-    return Dw::pack_channel_groups(s, w, out);                                                  \
+#define DSCONV_SIMD_KERNELS(isa, Dw, Gemm, tile)                                              \
+  int64_t pack_dw_channel_groups_f32_##isa(const DwShape& s, const float* w, float* out) {    \
+    return Dw::pack_channel_groups(s, w, out);                                                \
   }                                                                                           \
   int64_t pack_gemm_##tile##_nhwc_f32_##isa(const PwShape& s, const float* w, float* out) {   \
     return Gemm::pack_nhwc(s, w, out);                                                        \
