@@ -74,6 +74,7 @@ const KernelEntry kRegistry[] = {
 };
 
 thread_local std::string t_record;
+thread_local int t_record_scopes = 0;  // live KernelRecordScopes on this thread
 
 }  // namespace
 
@@ -154,7 +155,14 @@ const KernelEntry* select_kernel(const KernelQuery& query) {
   return nullptr;  // unreachable while the scalar catch-alls are registered
 }
 
-void clear_kernel_record() { t_record.clear(); }
+void clear_kernel_record() {
+  if (t_record_scopes == 0) t_record.clear();
+}
+KernelRecordScope::KernelRecordScope() {
+  clear_kernel_record();
+  ++t_record_scopes;
+}
+KernelRecordScope::~KernelRecordScope() { --t_record_scopes; }
 std::string last_kernels() { return t_record; }
 
 }  // namespace dsconv

@@ -67,6 +67,16 @@ const KernelEntry* select_kernel(const KernelQuery& query);
 void clear_kernel_record();
 std::string last_kernels();
 
+// Starts the record of an op that runs other ops: while one is alive on this thread, their
+// clear_kernel_record() keeps the record, so it lists every kernel the outer op ran.
+class KernelRecordScope {
+ public:
+  KernelRecordScope();
+  ~KernelRecordScope();
+  KernelRecordScope(const KernelRecordScope&) = delete;
+  KernelRecordScope& operator=(const KernelRecordScope&) = delete;
+};
+
 template <typename Fn>
 Fn kernel_fn(const KernelEntry* entry) {
   return reinterpret_cast<Fn>(entry->fn);

@@ -49,11 +49,14 @@ inline int64_t ir_input_rows(const DwShape& dw, int64_t out_rows) {
   return std::min(dw.in_h, (out_rows - 1) * dw.stride_h + (dw.kernel_h - 1) * dw.dilation_h + 1);
 }
 
-// Output rows per tile, and the buffers' sizes in elements.
+// How one image's output rows are cut into tiles: tile t covers rows [begin(t), begin(t+1)),
+// tiles differ by at most one row.
 struct IrTiling {
-  int64_t rows, tiles;   // rows per tile (the last may have fewer), tiles per image
+  int64_t tiles;         // per image
+  int64_t out_h;
   int64_t buffer_rows;   // input rows the row buffer holds
   int64_t buffer_elems, dw_tile_elems;
+  int64_t begin(int64_t t) const { return t * out_h / tiles; }
 };
 
 template <typename T>
@@ -72,22 +75,15 @@ IrTiling ir_tiling(const IrShape& s, int64_t threads) {
                                (s.has_project ? dw.out_channels() * s.project.out_channels : 0);
   if (weight_bytes * int64_t(sizeof(T)) > kIrTileBytes) {
     while (rows < dw.out_h && bytes(rows + 1) <= kIrLargeWeightTileBytes) ++rows;
-  }  // Equal work per thread: enough tiles for every thread, and a tile count the threads
-  // divide, where fewer rows per tile give one.
+  }
+  // Equal work per thread: a tile count the threads divide (tiles then differ by a row at
+  // most; a thread's consecutive tiles share their overlapping input rows).
+  int64_t tiles = (dw.out_h + rows - 1) / rows;
   threads = std::max<int64_t>(1, threads);
-  auto tiles_of = [&](int64_t r) { return (dw.out_h + r - 1) / r; };
-  if (dw.batch * tiles_of(rows) < threads) {
-    const int64_t per_image = (threads + dw.batch - 1) / dw.batch;
-    rows = std::max<int64_t>(1, (dw.out_h + per_image - 1) / per_image);
-  }
-  for (int64_t r = rows; threads > 1 && r >= std::max<int64_t>(1, rows / 2); --r) {
-    if (dw.batch * tiles_of(r) % threads == 0) {
-      rows = r;
-      break;
-    }
-  }
-  const int64_t buffer_rows = s.has_expand ? ir_input_rows(dw, rows) : 0;
-  return IrTiling{rows, tiles_of(rows), buffer_rows, buffer_rows * in_row, rows * mid_row};
+  while (tiles < dw.out_h && dw.batch * tiles % threads != 0) ++tiles;
+  const int64_t most_rows = (dw.out_h + tiles - 1) / tiles;
+  const int64_t buffer_rows = s.has_expand ? ir_input_rows(dw, most_rows) : 0;
+  return IrTiling{tiles, dw.out_h, buffer_rows, buffer_rows * in_row, most_rows * mid_row};
 }
 
 // The expanded rows a thread holds: input rows [lo, hi) of image `image`. NHWC rows are
