@@ -92,6 +92,11 @@ LARGE = {
                                    batch=1, hw=(9, 10), channels=280, out_channels=260,
                                    dw_activation="relu6", pw_activation="hardswish",
                                    dw_bias=True, pw_bias=False),
+    # A few pixels in all: matrix-vector products, threads splitting the output channels.
+    "pointwise-few-pixels": dict(batch=1, hw=(1, 1), channels=1283, out_channels=150,
+                                 activation="hardswish", bias=True),
+    "pointwise-few-pixels-batch": dict(batch=2, hw=(1, 2), channels=200, out_channels=67,
+                                       activation=None, bias=False),
     # One intermediate row is larger than the 64 KiB tile budget: one-row tiles.
     "separable-wide-rows": dict(kernel=3, stride=1, padding=1, dilation=1, multiplier=2, batch=2,
                                 hw=(3, 40), channels=256, out_channels=4, dw_activation="hardswish",
@@ -139,3 +144,24 @@ def test_thread_count_keeps_results_bitwise(isa, name, layout):
         torch.set_num_threads(previous)
     for threads, y in zip((2, 3, 4), results[1:]):
         assert torch.equal(y, results[0]), f"{threads} threads differ from 1"
+
+
+# ---- pointwise calls with a few pixels in all ----
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("shape", [(1, 40, 1, 1), (3, 9, 1, 1), (2, 40, 1, 2), (1, 40, 2, 2),
+                                   (1, 40, 1, 5)])
+def test_few_pixels_run_matrix_vector_products_on_the_weight_as_is(isa, gen, shape, layout):
+    """At most 4 pixels in all with contiguous channels (1x1 images, or NHWC) run the
+    matrix-vector kernels, which read ATen's weight layout: no packed copy is made."""
+    x = with_layout(torch.randn(*shape, generator=gen), layout)
+    w = torch.randn(23, shape[1], 1, 1, generator=gen)
+    b = torch.randn(23, generator=gen)
+    misses = dse._C.packed_cache_misses()
+    y = dse.pointwise(x, w, b, activation="relu6")
+    n, _, h, wd = shape
+    gemv = n * h * wd <= 4 and (layout == "channels_last" or h * wd == 1)
+    assert [k.startswith("gemv_") for k in dse.last_kernels()] == [gemv], dse.last_kernels()
+    assert (dse._C.packed_cache_misses() == misses) == (gemv or isa == "scalar")
+    ref = torch.nn.functional.conv2d(x.double(), w.double(), b.double()).clamp(0, 6)
+    torch.testing.assert_close(y.double(), ref, rtol=1e-5, atol=1e-5)

@@ -171,8 +171,9 @@ def test_entry_bound():
 
 def test_byte_bound():
     """Nine live 32 MiB weights: at most eight packed copies (256 MiB) are kept. (NHWC input:
-    the GEMM panels are 2048 = a multiple of every tile width, so a packed copy is 32 MiB.)"""
-    x = x_cl(1, 4096, 2, 2)
+    the GEMM panels are 2048 = a multiple of every tile width, so a packed copy is 32 MiB; 6
+    pixels, more than the matrix-vector path takes.)"""
+    x = x_cl(1, 4096, 3, 2)
     weights = [torch.full((2048, 4096, 1, 1), float(i) / 4096) for i in range(9)]
     for i, w in enumerate(weights):
         y = dse.pointwise(x, w)

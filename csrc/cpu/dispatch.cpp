@@ -86,6 +86,7 @@ const char* op_name(Op op) {
     case Op::dw_backward_input: return "dw_backward_input";
     case Op::dw_backward_weight: return "dw_backward_weight";
     case Op::pw_forward: return "pw_forward";
+    case Op::pw_gemv: return "pw_gemv";
     case Op::pw_backward_weight: return "pw_backward_weight";
   }
   return "?";

@@ -17,6 +17,7 @@ enum class Op : int {
   dw_backward_input,
   dw_backward_weight,
   pw_forward,
+  pw_gemv,
   pw_backward_weight,
 };
 

@@ -9,6 +9,7 @@ template <typename T> using dw_forward = typename KernelTypes<T>::DwForward;
 template <typename T> using dw_backward_input = typename KernelTypes<T>::DwBackwardInput;
 template <typename T> using dw_backward_weight = typename KernelTypes<T>::DwBackwardWeight;
 template <typename T> using pw_forward = typename KernelTypes<T>::PwForward;
+template <typename T> using pw_gemv = typename KernelTypes<T>::PwGemv;
 template <typename T> using pw_backward_weight = typename KernelTypes<T>::PwBackwardWeight;
 template <typename T> using dw = typename KernelTypes<T>::DwPack;
 template <typename T> using pw = typename KernelTypes<T>::PwPack;

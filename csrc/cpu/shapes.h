@@ -67,6 +67,12 @@ struct KernelTypes {
   // weight is contiguous [out_channels, in_channels].
   using PwForward = void (*)(const PwShape&, const T* x, const T* weight, const T* bias, T* y,
                              int64_t npix);
+  // Output channels [oc_begin, oc_end) of npix pixels whose channels are contiguous
+  // (x_cs == y_cs == 1): a matrix-vector product per pixel, for calls with too few pixels
+  // to pay for packing. weight is ATen's [out_channels, in_channels], read in place; y points
+  // at channel oc_begin of the first pixel.
+  using PwGemv = void (*)(const PwShape&, const T* x, const T* weight, const T* bias, T* y,
+                          int64_t npix, int64_t oc_begin, int64_t oc_end);
   // Rows [oc_begin, oc_end) of gw = sum over batch and pixels of gy . x^T; gw points at row
   // oc_begin of a contiguous [out_channels, in_channels] buffer.
   using PwBackwardWeight = void (*)(const PwShape&, const T* gy, const T* x, T* gw,

@@ -8,6 +8,7 @@
 
 #include "../cpu/dispatch.h"
 #include "checks.h"
+#include "gemv.h"
 #include "packing.h"
 #include "tensor_shapes.h"
 
@@ -28,12 +29,17 @@ at::Tensor pointwise_forward(const at::Tensor& x, const at::Tensor& weight, cons
   const at::Tensor w = weight.contiguous();
   const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::pointwise", [&] {
+    const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
+    if (gemv_serves(s)) {
+      pointwise_gemv(s, xc.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), bp,
+                     y.mutable_data_ptr<scalar_t>());
+      return;
+    }
     const KernelEntry* entry = select_kernel(pw_query(Op::pw_forward, dtype_of<scalar_t>(), s));
     const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::PwForward>(entry);
     at::Tensor packed;
     const scalar_t* wp = kernel_weight<scalar_t>(entry, s, w, packed);
     const scalar_t* xp = xc.const_data_ptr<scalar_t>();
-    const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     parallel_per_image(s.batch, s.pixels, s.in_channels * s.out_channels,
                        [&](int64_t n, int64_t p0, int64_t p1) {

@@ -1,7 +1,7 @@
 // CPU implementation of dsconv::squeeze_excite: y = x * gate(expand(act(reduce(mean_hw(x))))).
 // Three passes: the channel means of every image (csrc/cpu/squeeze_excite.h), the two
-// matrix-vector products for the whole batch at once on the registered pointwise kernels
-// (the N mean vectors are the N pixels of one 1x1 NHWC image; bias and activation fused),
+// FCs for the whole batch at once on the registered pointwise kernels (the N mean vectors
+// are the N pixels of one 1x1 NHWC image; bias and activation fused; gemv.h for a few images),
 // the gate, then y = x * gate per channel in x's layout. Threads split the means by
 // (image, channel range), the scaling by (image, pixel range) in NHWC and (image, channel
 // range) in NCHW, so batch 1 is split too where an image is large enough to pay.
@@ -20,6 +20,7 @@
 #include "../cpu/squeeze_excite.h"
 #include "checks.h"
 #include "depthwise.h"
+#include "gemv.h"
 #include "packing.h"
 #include "squeeze_excite.h"
 #include "tensor_shapes.h"
@@ -76,14 +77,17 @@ at::Tensor squeeze_excite_cpu(const at::Tensor& x, const at::Tensor& reduce_weig
   const at::Tensor rb = contiguous_or_undefined(reduce_bias);
   const at::Tensor eb = contiguous_or_undefined(expand_bias);
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::squeeze_excite", [&] {
-    using PwForward = typename KernelTypes<scalar_t>::PwForward;
-    const DType dtype = dtype_of<scalar_t>();
-    const KernelEntry* r_entry = select_kernel(pw_query(Op::pw_forward, dtype, reduce));
-    const KernelEntry* e_entry = select_kernel(pw_query(Op::pw_forward, dtype, expand));
-    at::Tensor r_packed, e_packed;
-    const scalar_t* r_w = kernel_weight<scalar_t>(r_entry, reduce, rw, r_packed);
-    const scalar_t* e_w = kernel_weight<scalar_t>(e_entry, expand, ew, e_packed);
     auto ptr = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<scalar_t>() : nullptr; };
+    // One FC for the whole batch: matrix-vector products for a few images (the weight as
+    // it is, threads splitting its rows), else the packed GEMM on this thread.
+    auto fc = [&](const PwShape& shape, const at::Tensor& weight, const at::Tensor& bias,
+                  const scalar_t* in, scalar_t* out) {
+      if (gemv_serves(shape)) return pointwise_gemv(shape, in, ptr(weight), ptr(bias), out);
+      const KernelEntry* entry = select_kernel(pw_query(Op::pw_forward, dtype_of<scalar_t>(), shape));
+      at::Tensor packed;
+      const scalar_t* w = kernel_weight<scalar_t>(entry, shape, weight, packed);
+      kernel_fn<typename KernelTypes<scalar_t>::PwForward>(entry)(shape, in, w, ptr(bias), out, batch);
+    };
     const scalar_t* xp = xc.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     // Per image: C means, S hidden values, C scores (gated in place); this thread's kept buffer.
@@ -98,8 +102,8 @@ at::Tensor squeeze_excite_cpu(const at::Tensor& x, const at::Tensor& reduce_weig
         squeeze_excite_means(s, xp + n * image, mean + n * channels + c0, c0, c1);
       });
     });
-    kernel_fn<PwForward>(r_entry)(reduce, mean, r_w, ptr(rb), hidden, batch);
-    kernel_fn<PwForward>(e_entry)(expand, hidden, e_w, ptr(eb), score, batch);
+    fc(reduce, rw, rb, mean, hidden);
+    fc(expand, ew, eb, hidden, score);
     squeeze_excite_gates(g, score, batch * channels);
     const bool nhwc = layout == Layout::nhwc;
     const int64_t units = nhwc ? pixels : channels, unit_elements = nhwc ? channels : pixels;

@@ -43,6 +43,9 @@ void call(const Problem& p, void (*fn)(), const T* a, const T* b, const T* c, T*
     case Op::pw_forward:
       return reinterpret_cast<typename K::PwForward>(fn)(w, a + n * w.x_ns + u0 * w.x_ps, b, c,
                                                          out + n * w.y_ns + u0 * w.y_ps, u1 - u0);
+    case Op::pw_gemv:
+      return reinterpret_cast<typename K::PwGemv>(fn)(w, a + n * w.x_ns, b, c,
+                                                      out + n * w.y_ns + u0 * w.y_cs, w.pixels, u0, u1);
     case Op::pw_backward_weight:
       return reinterpret_cast<typename K::PwBackwardWeight>(fn)(w, a, b, out + u0 * w.in_channels, u0, u1);
   }

@@ -161,7 +161,7 @@ std::vector<Problem> dw_problems(const KernelEntry& e) {
 void make_pw(Op op, int64_t batch, int64_t cin, int64_t cout, int64_t h, int64_t w, Layout layout,
              Activation act, bool bias, Problem* p) {
   const Strides xs = dense_strides(cin, h, w, layout), ys = dense_strides(cout, h, w, layout);
-  const bool forward = op == Op::pw_forward;
+  const bool forward = op == Op::pw_forward || op == Op::pw_gemv;
   p->op = op;
   p->pw = PwShape{batch, cin, cout, h * w, xs.n, xs.c, xs.w, ys.n, ys.c, ys.w,
                   forward ? act : Activation::none, layout};
@@ -169,6 +169,7 @@ void make_pw(Op op, int64_t batch, int64_t cin, int64_t cout, int64_t h, int64_t
   if (forward) {
     p->a_size = batch * xs.n, p->b_size = cout * cin, p->c_size = cout, p->out_size = batch * ys.n;
     p->images = batch, p->image_stride = ys.n, p->units = h * w, p->unit_stride = ys.w;
+    if (op == Op::pw_gemv) p->units = cout, p->unit_stride = ys.c;  // calls split channels
   } else {
     p->a_size = batch * ys.n, p->b_size = batch * xs.n, p->out_size = cout * cin;
     p->units = cout, p->unit_stride = cin;
@@ -189,9 +190,10 @@ std::vector<Problem> pw_problems(const KernelEntry& e) {
   Rng rng(0x9e7);
   Problem p;
   // Every input channel count against every pixel count (an odd-height image when it
-  // has a factor), output channels drawn.
+  // has a factor), output channels drawn. Matrix-vector kernels serve a few pixels.
+  const bool gemv = e.op == Op::pw_gemv;
   for (int64_t cin = 1; cin <= kChannels; ++cin) {
-    for (int64_t pixels = 1; pixels <= kWidths; ++pixels) {
+    for (int64_t pixels = 1; pixels <= (gemv ? 4 : kWidths); ++pixels) {
       const int64_t h = pixels % 3 == 0 ? 3 : 1;
       const int64_t cout = pick(couts, rng);
       const Layout layout = pick(layouts, rng);
@@ -209,12 +211,13 @@ std::vector<Problem> pw_problems(const KernelEntry& e) {
   };
   for (const Big& b : {Big{1, 256, 8, 3, 3}, Big{1, 257, 17, 13, 10}, Big{2, 300, 20, 15, 10},
                        Big{2, 64, 70, 3, 11}, Big{1, 513, 9, 1, 17}, Big{1, 1030, 19, 2, 7}, Big{2, 8, 12, 15, 20},
-                       Big{1, 33, 17, 17, 17}}) {
+                       Big{1, 33, 17, 17, 17}, Big{1, 960, 70, 1, 1}, Big{2, 1283, 37, 1, 3}}) {
+    if (gemv && b.h * b.w > 4) continue;
     for (Layout layout : layouts) {
       for (Activation act : acts) {
         make_pw(e.op, b.batch, b.cin, b.cout, b.h, b.w, layout, act, true, &p);
         out.push_back(p);
-        if (e.op != Op::pw_forward) break;  // activation and bias do not apply
+        if (e.op == Op::pw_backward_weight) break;  // activation and bias do not apply
       }
     }
   }
@@ -229,9 +232,9 @@ const char* activation_label(Activation act) {
 }
 
 std::vector<Problem> problems_for(const KernelEntry& entry) {
-  std::vector<Problem> all = entry.op == Op::pw_forward || entry.op == Op::pw_backward_weight
-                                 ? pw_problems(entry)
-                                 : dw_problems(entry);
+  const bool pw = entry.op == Op::pw_forward || entry.op == Op::pw_gemv ||
+                  entry.op == Op::pw_backward_weight;
+  std::vector<Problem> all = pw ? pw_problems(entry) : dw_problems(entry);
   // Only what the entry claims (its query must match), e.g. a layout or multiplier limit.
   std::vector<Problem> out;
   for (Problem& p : all) {

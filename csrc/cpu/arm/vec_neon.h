@@ -54,6 +54,10 @@ struct Neon {
   // Lanes p[0], p[2], p[4], p[6]; reads p[0 .. 8) (a de-interleaving load).
   static reg load_even(const float* p) { return vld2q_f32(p).val[0]; }
   static reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }  // a*b + c
+  // out[i] = the sum of the lanes of the i-th argument, four at once.
+  static void sum4(reg a, reg b, reg c, reg d, float* out) {
+    vst1q_f32(out, vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d)));
+  }
   static reg add(reg a, reg b) { return vaddq_f32(a, b); }
   static reg mul(reg a, reg b) { return vmulq_f32(a, b); }
   static reg div(reg a, reg b) { return vdivq_f32(a, b); }

@@ -5,9 +5,10 @@
 #include "../kernel_decls.h"
 #include "depthwise.h"
 #include "depthwise_backward.h"
+#include "gemv.h"
 #include "pointwise.h"
 
-#define DSCONV_SIMD_KERNELS(isa, Dw, Gemm, tile)                                              \
+#define DSCONV_SIMD_KERNELS(isa, Dw, Gemm, tile, Vec)                                         \
   int64_t pack_dw_channel_groups_f32_##isa(const DwShape& s, const float* w, float* out) {    \
     return Dw::pack_channel_groups(s, w, out);                                                \
   }                                                                                           \
@@ -20,6 +21,10 @@
   void gemm_##tile##_nhwc_f32_##isa(const PwShape& s, const float* x, const float* w,         \
                                     const float* b, float* y, int64_t n) {                    \
     Gemm::forward_nhwc(s, x, w, b, y, n);                                                     \
+  }                                                                                           \
+  void gemv_4xk_nhwc_f32_##isa(const PwShape& s, const float* x, const float* w,              \
+                               const float* b, float* y, int64_t n, int64_t c0, int64_t c1) { \
+    simd::Gemv<Vec>::forward(s, x, w, b, y, n, c0, c1);                                       \
   }                                                                                           \
   void gemm_bwd_weight_##tile##_nhwc_f32_##isa(const PwShape& s, const float* gy, const float* x, \
                                                 float* gw, int64_t c0, int64_t c1) {          \

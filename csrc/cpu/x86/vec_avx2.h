@@ -54,6 +54,11 @@ struct Avx2 {
   // Lanes p[0], p[2], ..., p[2N-2]; reads p[0 .. 2N).
   static reg load_even(const float* p) { return even_lanes(load(p), load(p + N)); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }  // a*b + c
+  // out[i] = the sum of the lanes of the i-th argument, four at once.
+  static void sum4(reg a, reg b, reg c, reg d, float* out) {
+    const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1)));
+  }
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
