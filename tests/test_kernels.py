@@ -157,6 +157,20 @@ def test_registered_kernel(entry, gen):
                 torch.testing.assert_close(gw.double(), expected, rtol=0,
                                            atol=4 * terms * torch.finfo(dtype).eps * 16)
                 checked += 1
+        elif entry["op"] == "pw_gemv":
+            # At most 4 pixels in all: batches of 1x1 images (either layout), NHWC images.
+            for i, c, w_ in sweep():
+                co = (1, 5, 16, 17, 40)[i % 5]
+                n, h, wd = ((1, 1, 1), (3, 1, 1), (2, 1, 2), (1, 2, 2), (4, 1, 1))[i % 5]
+                cin = c + 8 * w_  # 9..169: every remainder modulo the vector widths
+                x_layout = ("nchw", "channels_last")[i % 2] if h * wd == 1 else "channels_last"
+                x = with_layout(randn(gen, n, cin, h, wd, dtype=dtype), x_layout)
+                w = randn(gen, co, cin, 1, 1, dtype=dtype)
+                b = randn(gen, co, dtype=dtype) if i % 2 else None
+                kwargs = dict(activation=ACTIVATIONS[i % len(ACTIVATIONS)])
+                check_forward("pointwise", [x, w, b], kwargs, dse.cpu_capability())
+                assert dse.last_kernels() == [entry["name"]], dse.last_kernels()
+                checked += 1
         else:
             for i, c, w_ in sweep():
                 co = (1, 5, 16, 17, 40)[i % 5]
