@@ -51,7 +51,7 @@ _FUSED_ACTIVATIONS = ("relu", "relu6", "hardswish", "hardsigmoid", "sigmoid")
 @dataclass
 class Replacement:
     path: str      # where the fused module is (the first conv's place)
-    kind: str      # 'inverted_residual', 'squeeze_excite', 'separable', 'depthwise', 'pointwise' or 'conv'
+    kind: str      # 'inverted_residual', 'squeeze_excite', 'separable', 'depthwise', 'pointwise', 'conv' or 'linear'
     pattern: str   # what it replaced, e.g. 'depthwise+bn+relu6 -> pointwise+bn'
     replaced: List[str]  # the modules / calls it replaced, in order
 
@@ -79,6 +79,7 @@ class ConvertReport:
                 "squeeze_excite": kinds["squeeze_excite"], "separable": kinds["separable"],
                 "depthwise": kinds["depthwise"], "pointwise": kinds["pointwise"],
                 "conv": kinds["conv"],  # other convolutions, kept with their BatchNorm folded in
+                "linear": kinds["linear"],
                 "residual_adds_fused": sum(s == "add" for s in steps),
                 "batchnorm_folded": sum(s == "bn" for s in steps),
                 "activations_fused": sum(s in _FUSED_ACTIVATIONS for s in steps),
@@ -91,11 +92,11 @@ class ConvertReport:
 
     def __str__(self) -> str:
         c = self.counts
-        lines = [f"dsconv_ext.convert: {len(self.replaced)} fused modules "
+        lines = [f"dsconv_ext.convert: {len(self.replaced) - c['linear']} fused modules "
                  f"({c['inverted_residual']} inverted residual, {c['squeeze_excite']} squeeze-excite, "
                  f"{c['separable']} separable, "
                  f"{c['depthwise']} depthwise, {c['pointwise']} pointwise, "
-                 f"{c['conv']} other convolution with its BatchNorm folded), "
+                 f"{c['conv']} other convolution with its BatchNorm folded), {c['linear']} linear, "
                  f"{c['batchnorm_folded']} BatchNorms folded, {c['activations_fused']} activations "
                  f"and {c['residual_adds_fused']} residual adds fused; returned as {'a torch.fx.GraphModule' if self.graph_module else 'the model'}"]
         lines += [f"  {n:4d} x {p}" for p, n in self.patterns.items()]
@@ -788,11 +789,31 @@ def _convert_children(module: nn.Module, prefix: str, uses: Counter,
     return module
 
 
+def _convert_linears(model: nn.Module, report: ConvertReport) -> nn.Module:
+    """Every nn.Linear module (the class itself, not a subclass) becomes a dsconv_ext.nn.Linear
+    holding the same parameters; a module used in several places is replaced by one."""
+    if type(model) is nn.Linear:
+        report.replaced.append(Replacement("", "linear", "linear", [""]))
+        return dse_nn.Linear.from_linear(model)
+    new: Dict[int, nn.Module] = {}
+    for parent_path, parent in list(model.named_modules()):
+        for name, child in list(parent._modules.items()):  # named_children skips repeats
+            if type(child) is not nn.Linear:
+                continue
+            path = f"{parent_path}.{name}" if parent_path else name
+            if id(child) not in new:
+                new[id(child)] = dse_nn.Linear.from_linear(child)
+                report.replaced.append(Replacement(path, "linear", "linear", [path]))
+            setattr(parent, name, new[id(child)])
+    return model
+
+
 def convert(model: nn.Module, inplace: bool = False,
             report: bool = False) -> Union[nn.Module, Tuple[nn.Module, ConvertReport]]:
     """`model` with its depthwise / pointwise convolutions (and the BatchNorms and ReLU /
     ReLU6 / Hardswish activations that follow them) replaced by the fused modules of
-    dsconv_ext.nn; same outputs within float32 rounding. The model must be in eval mode
+    dsconv_ext.nn, and its nn.Linear modules by dsconv_ext.nn.Linear (the same parameters;
+    batch-1 calls on all threads); same outputs within float32 rounding. The model must be in eval mode
     (BatchNorms are folded into the weights).
 
     Returns the converted model, or `(model, ConvertReport)` with `report=True`. The model
@@ -822,6 +843,7 @@ def convert(model: nn.Module, inplace: bool = False,
             result.replaced.append(Replacement("", kind, kind, [""]))
     else:
         converted = _convert(model, "", uses, result)
+    converted = _convert_linears(converted, result)
     return (converted, result) if report else converted
 
 

@@ -96,6 +96,21 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor
     return _pointwise(x, weight, bias, activation)
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """`F.linear(x, weight, bias)`; x is [*, in_features], weight [out_features, in_features].
+    On the CPU, float32/float64 calls of at most 4 rows in all (a batch-1 classifier head)
+    run as dsconv_ext.pointwise on 1x1 images, whose matrix-vector kernels read the weight
+    as it is and split the output features over the threads (ATen's batch-1 linear runs on
+    one thread); other calls run F.linear."""
+    if (x.dim() >= 1 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and isinstance(weight, torch.Tensor) and weight.dim() == 2
+            and weight.shape[1] == x.shape[-1] > 0
+            and 0 < x.numel() // x.shape[-1] <= _C.gemv_max_pixels):
+        y = _pointwise(x.reshape(-1, x.shape[-1], 1, 1), weight[:, :, None, None], bias, None)
+        return y.reshape(*x.shape[:-1], weight.shape[0])
+    return torch.nn.functional.linear(x, weight, bias)
+
+
 def separable(x: torch.Tensor, dw_weight: torch.Tensor, pw_weight: torch.Tensor,
               dw_bias: Optional[torch.Tensor] = None, pw_bias: Optional[torch.Tensor] = None,
               stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,

@@ -462,5 +462,27 @@ class SqueezeExcite(nn.Module):
         return f"{self.channels}, {self.squeezed_channels}, gate={self.gate!r}"
 
 
+class Linear(nn.Linear):
+    """nn.Linear computed by dsconv_ext.functional.linear: at batch 1 (at most 4 rows), the
+    matrix-vector kernels on all threads. The same parameters, state_dict and repr as
+    nn.Linear (it is one)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dsf.linear(x, self.weight, self.bias)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "Linear":
+        """A Linear holding `linear`'s own parameters (no copy)."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"Linear.from_linear expects an nn.Linear, got {type(linear).__name__}")
+        module = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                     device="meta")
+        module.weight = linear.weight
+        if linear.bias is not None:
+            module.bias = linear.bias
+        module.train(linear.training)
+        return module
+
+
 __all__ = ["DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d", "InvertedResidual",
-           "SqueezeExcite"]
+           "SqueezeExcite", "Linear"]

@@ -152,13 +152,13 @@ def test_report(converted):
     assert "padding_mode='reflect'" in reasons["reflect"]
     assert report.patterns == {"depthwise+bn+relu6 -> pointwise+bn+hardswish": 1,
                                "depthwise+bn+relu -> pointwise+relu": 1,
-                               "depthwise": 1, "pointwise": 1, "conv+bn": 1}
+                               "depthwise": 1, "pointwise": 1, "conv+bn": 1, "linear": 1}
     assert report.counts["batchnorm_folded"] == 4 and report.counts["activations_fused"] == 4
     dw2 = next(r for r in report.replaced if r.path == "dw2")
     assert dw2.kind == "separable" and dw2.replaced == ["dw2", "dw2_bn", "act", "pw2", "act"]
     text = str(report)
     assert ("5 fused modules (0 inverted residual, 0 squeeze-excite, 2 separable, 1 depthwise, "
-            "1 pointwise, 1 other convolution with its BatchNorm folded)") in text
+            "1 pointwise, 1 other convolution with its BatchNorm folded), 1 linear") in text
     assert "torch.fx.GraphModule" in text and "padding_mode='reflect'" in text
     # F.batch_norm's parameters went with it; untouched modules keep their names.
     keys = set(model.state_dict())
@@ -168,6 +168,7 @@ def test_report(converted):
 
 def test_package_model_keeps_structure(converted):
     _, model, report = converted["mobilenet_v2"]
+    assert type(model.classifier[-1]) is dse.nn.Linear  # the head: batch 1 on all threads
     first = model.features[1].conv  # expansion 1: depthwise, projection
     assert isinstance(first[0][0], SeparableConv2d) and isinstance(first[1][0], nn.Identity)
     # Stride 2, no residual: the block's convolutions are replaced, the block stays.

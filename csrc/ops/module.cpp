@@ -10,6 +10,7 @@
 #include "../cpu/dispatch.h"
 #include "checks.h"
 #include "fast_calls.h"
+#include "gemv.h"
 #include "packed_weight_cache.h"
 
 namespace py = pybind11;
@@ -49,6 +50,7 @@ PYBIND11_MODULE(_C, m) {
     }
     return names;
   }, "Names of the dtypes the ops accept for tensors of a device type ('cpu', 'cuda').");
+  m.attr("gemv_max_pixels") = dsconv::ops::kGemvMaxPixels;  // dsconv_ext.linear's limit
   m.def("packed_cache_size", &dsconv::ops::packed_cache_size,
         "Entries in the packed-weight cache.");
   m.def("packed_cache_misses", &dsconv::ops::packed_cache_misses,

@@ -1,0 +1,119 @@
+"""dsconv_ext.linear and dsconv_ext.nn.Linear (what convert puts in place of nn.Linear):
+F.linear's results and gradients for any leading shape; at most 4 rows in all run the
+matrix-vector kernels (on any thread count, with the same bits), more rows and other
+devices or dtypes run ATen."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import dsconv_ext as dse
+from dsconv_ext.nn import Linear
+from _ref import assert_kernels
+
+LEADING = [(), (1,), (3,), (2, 2), (4, 1), (5,), (2, 3), (0,)]
+
+
+def _expected_kernel(leading):
+    rows = 1
+    for n in leading:
+        rows *= n
+    return 0 < rows <= 4
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("leading", LEADING, ids=str)
+def test_matches_f_linear(isa, gen, leading, bias, dtype):
+    x = torch.randn(*leading, 37, generator=gen, dtype=dtype)
+    w = torch.randn(29, 37, generator=gen, dtype=dtype)
+    b = torch.randn(29, generator=gen, dtype=dtype) if bias else None
+    y = dse.linear(x, w, b)
+    assert y.shape == (*leading, 29) and y.dtype == dtype
+    if _expected_kernel(leading):
+        assert_kernels(isa, dtype, 1)
+        assert dse.last_kernels()[0].startswith("gemv_"), dse.last_kernels()
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y, F.linear(x, w, b), **tol)
+
+
+@pytest.mark.parametrize("leading", [(1,), (2, 2), (6,)], ids=str)
+def test_gradients_match_f_linear(gen, leading):
+    x = torch.randn(*leading, 21, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(13, 21, generator=gen, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(13, generator=gen, dtype=torch.float64, requires_grad=True)
+    gy = torch.randn(*leading, 13, generator=gen, dtype=torch.float64)
+    got = torch.autograd.grad(dse.linear(x, w, b), (x, w, b), gy)
+    want = torch.autograd.grad(F.linear(x, w, b), (x, w, b), gy)
+    for g, e in zip(got, want):
+        torch.testing.assert_close(g, e)
+    torch.autograd.gradcheck(lambda x, w, b: dse.linear(x, w, b), (x, w, b))
+
+
+def test_output_features_split_over_threads_keep_the_bits(gen):
+    x = torch.randn(1, 1283, generator=gen)
+    w = torch.randn(1000, 1283, generator=gen)
+    previous = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3, 4):
+            torch.set_num_threads(threads)
+            results.append(dse.linear(x, w))
+    finally:
+        torch.set_num_threads(previous)
+    assert all(torch.equal(results[0], r) for r in results[1:])
+    torch.testing.assert_close(results[0], F.linear(x, w), rtol=1e-5, atol=1e-4)
+
+
+def test_other_dtypes_and_bad_shapes_are_f_linears():
+    x = torch.randn(1, 8, dtype=torch.bfloat16)
+    w = torch.randn(3, 8, dtype=torch.bfloat16)
+    assert torch.equal(dse.linear(x, w), F.linear(x, w))
+    for x, w in [(torch.randn(1, 8), torch.randn(3, 7)), (torch.randn(1, 8), torch.randn(3, 8, 1))]:
+        with pytest.raises(RuntimeError) as ours:
+            dse.linear(x, w)
+        with pytest.raises(RuntimeError) as aten:
+            F.linear(x, w)
+        assert str(ours.value) == str(aten.value)
+
+
+def test_module_is_an_nn_linear_with_the_same_parameters(gen):
+    lin = nn.Linear(40, 12)
+    ours = Linear.from_linear(lin)
+    assert isinstance(ours, nn.Linear) and ours.weight is lin.weight and ours.bias is lin.bias
+    assert repr(ours) == repr(lin)
+    assert ours.state_dict().keys() == lin.state_dict().keys()
+    x = torch.randn(1, 40, generator=gen)
+    torch.testing.assert_close(ours(x), lin(x), rtol=1e-5, atol=1e-5)
+    no_bias = Linear.from_linear(nn.Linear(40, 12, bias=False))
+    assert no_bias.bias is None
+    torch.testing.assert_close(no_bias(x), F.linear(x, no_bias.weight))
+    with pytest.raises(TypeError, match="expects an nn.Linear"):
+        Linear.from_linear(nn.Conv2d(3, 3, 1))
+
+
+def test_compile_fullgraph(gen):
+    torch._dynamo.reset()
+    try:
+        module = Linear(24, 10)
+        x = torch.randn(1, 24, generator=gen)
+        compiled = torch.compile(module, fullgraph=True)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), F.linear(x, module.weight, module.bias),
+                                       rtol=1e-5, atol=1e-5)
+    finally:
+        torch._dynamo.reset()
+
+
+def test_convert_replaces_each_linear_once():
+    shared = nn.Linear(6, 6)
+    model = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), shared, shared).eval()
+    converted, report = dse.convert(model, report=True)
+    assert [type(m) for m in converted] == [Linear, nn.ReLU, Linear, Linear]
+    assert converted[2] is converted[3]
+    assert report.counts["linear"] == 2
+    x = torch.randn(1, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x), model(x), rtol=1e-5, atol=1e-5)
+    alone = dse.convert(nn.Linear(4, 2).eval())
+    assert type(alone) is Linear
