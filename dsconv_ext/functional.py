@@ -106,7 +106,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
             and isinstance(weight, torch.Tensor) and weight.dim() == 2
             and weight.shape[1] == x.shape[-1] > 0
             and 0 < x.numel() // x.shape[-1] <= _C.gemv_max_pixels):
-        y = _pointwise(x.reshape(-1, x.shape[-1], 1, 1), weight[:, :, None, None], bias, None)
+        y = _pointwise(x.reshape(-1, x.shape[-1], 1, 1),
+                       weight.reshape(weight.shape[0], weight.shape[1], 1, 1), bias, None)
         return y.reshape(*x.shape[:-1], weight.shape[0])
     return torch.nn.functional.linear(x, weight, bias)
 
