@@ -44,6 +44,14 @@ def _depthwise(x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0), dilati
     return _empty(x, (x.shape[0], weight.shape[0], oh, ow), _format(x))
 
 
+@torch.library.register_fake(lib + "conv2d")
+def _conv2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1),
+            activation=None):
+    _check_device("x", x, weight=weight, bias=bias)
+    oh, ow = _conv_out(x, weight, stride, padding, dilation)
+    return _empty(x, (x.shape[0], weight.shape[0], oh, ow), _format(x))
+
+
 @torch.library.register_fake(lib + "depthwise_backward_input")
 def _depthwise_backward_input(grad_out, weight, input_size, stride, padding, dilation):
     _check_device("grad_out", grad_out, weight=weight)

@@ -41,8 +41,13 @@ def _padded(padding) -> bool:
     return any(p != 0 for p in padding)
 
 
+# dsconv_ext.conv2d is converted in for dense convolutions of this many input channels at
+# most (a network's first layer, RGB); wider ones keep ATen's convolution.
+DENSE_MAX_IN_CHANNELS = 8
+
+
 def conv_kind(conv: nn.Conv2d) -> Tuple[Optional[str], str]:
-    """('depthwise' or 'pointwise', '') when the ops compute what `conv` computes,
+    """('depthwise', 'pointwise' or 'dense', '') when the ops compute what `conv` computes,
     otherwise (None, why not)."""
     if (type(conv).forward is not nn.Conv2d.forward
             or type(conv)._conv_forward is not nn.Conv2d._conv_forward):
@@ -68,8 +73,12 @@ def conv_kind(conv: nn.Conv2d) -> Tuple[Optional[str], str]:
         return "pointwise", ""
     if conv.groups == conv.in_channels:
         return "depthwise", ""
+    if conv.groups == 1 and conv.in_channels <= DENSE_MAX_IN_CHANNELS:
+        return "dense", ""
     if conv.groups == 1:
-        return None, f"standard {kh}x{kw} convolution (groups=1): neither depthwise nor pointwise"
+        return None, (f"standard {kh}x{kw} convolution (groups=1) of {conv.in_channels} input "
+                      f"channels: neither depthwise nor pointwise, and conv2d takes "
+                      f"{DENSE_MAX_IN_CHANNELS} at most")
     return None, (f"grouped convolution (groups={conv.groups} for {conv.in_channels} input "
                   "channels): neither depthwise nor pointwise")
 

@@ -194,7 +194,7 @@ def _layer_cost(m: nn.Module, out: torch.Tensor) -> Tuple[str, Cost]:
         return "depthwise", Cost(params, per_image * m.kernel_size[0] * m.kernel_size[1])
     if isinstance(m, dse_nn.PointwiseConv2d):
         return "pointwise", Cost(params, per_image * m.in_channels)
-    if isinstance(m, nn.Conv2d):
+    if isinstance(m, (nn.Conv2d, dse_nn.DenseConv2d)):
         kh, kw = m.kernel_size
         return _conv_kind(m), Cost(params, per_image * m.in_channels // m.groups * kh * kw)
     return "linear", Cost(params, per_image * m.in_features)  # nn.Linear
@@ -243,7 +243,7 @@ def model_cost(model: nn.Module, input_size: Sequence[int] = (3, 224, 224),
     titles the table."""
     layers: List[LayerCost] = []
     names = {m: n for n, m in model.named_modules()}
-    counted = (nn.Conv2d, nn.Linear, dse_nn.DepthwiseConv2d, dse_nn.PointwiseConv2d,
+    counted = (nn.Conv2d, nn.Linear, dse_nn.DenseConv2d, dse_nn.DepthwiseConv2d, dse_nn.PointwiseConv2d,
                dse_nn.SeparableConv2d, dse_nn.InvertedResidual, dse_nn.SqueezeExcite)
 
     def hook(m, inputs, out):

@@ -51,7 +51,7 @@ _FUSED_ACTIVATIONS = ("relu", "relu6", "hardswish", "hardsigmoid", "sigmoid")
 @dataclass
 class Replacement:
     path: str      # where the fused module is (the first conv's place)
-    kind: str      # 'inverted_residual', 'squeeze_excite', 'separable', 'depthwise', 'pointwise', 'conv' or 'linear'
+    kind: str      # 'inverted_residual', 'squeeze_excite', 'separable', 'depthwise', 'pointwise', 'dense', 'conv' or 'linear'
     pattern: str   # what it replaced, e.g. 'depthwise+bn+relu6 -> pointwise+bn'
     replaced: List[str]  # the modules / calls it replaced, in order
 
@@ -78,6 +78,7 @@ class ConvertReport:
         return {"inverted_residual": kinds["inverted_residual"],
                 "squeeze_excite": kinds["squeeze_excite"], "separable": kinds["separable"],
                 "depthwise": kinds["depthwise"], "pointwise": kinds["pointwise"],
+                "dense": kinds["dense"],  # dense first layers (dsconv_ext.conv2d)
                 "conv": kinds["conv"],  # other convolutions, kept with their BatchNorm folded in
                 "linear": kinds["linear"],
                 "residual_adds_fused": sum(s == "add" for s in steps),
@@ -95,7 +96,7 @@ class ConvertReport:
         lines = [f"dsconv_ext.convert: {len(self.replaced) - c['linear']} fused modules "
                  f"({c['inverted_residual']} inverted residual, {c['squeeze_excite']} squeeze-excite, "
                  f"{c['separable']} separable, "
-                 f"{c['depthwise']} depthwise, {c['pointwise']} pointwise, "
+                 f"{c['depthwise']} depthwise, {c['pointwise']} pointwise, {c['dense']} dense, "
                  f"{c['conv']} other convolution with its BatchNorm folded), {c['linear']} linear, "
                  f"{c['batchnorm_folded']} BatchNorms folded, {c['activations_fused']} activations "
                  f"and {c['residual_adds_fused']} residual adds fused; returned as {'a torch.fx.GraphModule' if self.graph_module else 'the model'}"]
@@ -406,8 +407,10 @@ class _Match:
             conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
             return conv
         modules = []
+        classes = {"depthwise": dse_nn.DepthwiseConv2d, "pointwise": dse_nn.PointwiseConv2d,
+                   "dense": dse_nn.DenseConv2d}
         for stage in self.stages:
-            cls = dse_nn.DepthwiseConv2d if stage.conv.label == "depthwise" else dse_nn.PointwiseConv2d
+            cls = classes[stage.conv.label]
             modules.append(cls.from_modules(stage.conv.conv, stage.bn.bn if stage.bn else None,
                                             stage.act.activation if stage.act else None))
         if self.kind == "inverted_residual":
@@ -475,7 +478,7 @@ def _find_matches(view: _GraphView, skipped: List[Skip]) -> List[_Match]:
                     matches.append(folded)
             continue
         stages = [_stage(view, conv, skipped)]
-        follow = {"depthwise": ["pointwise"], "pointwise": ["depthwise", "pointwise"]}
+        follow = {"depthwise": ["pointwise"], "pointwise": ["depthwise", "pointwise"], "dense": []}
         for label in follow[conv.label]:
             nxt = _next_conv(view, stages[-1], label)
             if nxt is None:
@@ -838,7 +841,8 @@ def convert(model: nn.Module, inplace: bool = False,
             result.skipped.append(Skip("", why))
             converted = model
         else:
-            cls = dse_nn.DepthwiseConv2d if kind == "depthwise" else dse_nn.PointwiseConv2d
+            cls = {"depthwise": dse_nn.DepthwiseConv2d, "pointwise": dse_nn.PointwiseConv2d,
+                   "dense": dse_nn.DenseConv2d}[kind]
             converted = cls.from_modules(model)
             result.replaced.append(Replacement("", kind, kind, [""]))
     else:

@@ -40,6 +40,7 @@ _pointwise = _calling("pointwise")
 _separable = _calling("separable")
 _inverted_residual = _calling("inverted_residual")
 _squeeze_excite = _calling("squeeze_excite")
+_conv2d = _calling("conv2d")
 
 # The activations every op accepts (defined once, in csrc/cpu/activation.h).
 ACTIVATIONS = (None,) + tuple(n for n in _C.activation_names() if n != "none")
@@ -94,6 +95,18 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor
               activation: Optional[str] = None) -> torch.Tensor:
     """1x1 convolution, `activation(F.conv2d(x, weight, bias))`. weight is [C_out, C_in, 1, 1]."""
     return _pointwise(x, weight, bias, activation)
+
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+           stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
+           activation: Optional[str] = None) -> torch.Tensor:
+    """Dense convolution, `activation(F.conv2d(x, weight, bias, stride, padding, dilation))`
+    with groups=1 and weight [C_out, C_in, kh, kw], computed in NHWC by an indirect GEMM
+    (no im2col copy). Made for a network's first convolution (RGB input); for wide inputs
+    ATen's convolution is likely faster."""
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    return _conv2d(x, weight, bias, stride, _padding(padding, weight, stride, dilation), dilation,
+                   activation)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -78,11 +78,22 @@ def _param(module: nn.Module, name: str) -> Optional[torch.Tensor]:
 
 
 def _explicit_padding(module: nn.Module):
-    """[top, bottom, left, right] of a depthwise module's padding (the op's form)."""
+    """[top, bottom, left, right] of a depthwise or dense module's padding (the op's form)."""
     p = module.padding
     if isinstance(p, str):
         return dsf._padding(p, _param(module, "weight"), module.stride, module.dilation)
     return (p[0], p[0], p[1], p[1])
+
+
+def _geometry_repr(module) -> str:
+    """extra_repr of a module with a kernel, stride, padding and dilation."""
+    s = (f"{module.in_channels}, {module.out_channels}, kernel_size={module.kernel_size}, "
+         f"stride={module.stride}")
+    if module.padding != (0, 0):
+        s += f", padding={module.padding!r}"
+    if module.dilation != (1, 1):
+        s += f", dilation={module.dilation}"
+    return s + _bias_activation_repr(module)
 
 
 def _bias_activation_repr(module) -> str:
@@ -138,13 +149,7 @@ class DepthwiseConv2d(nn.Module):
                               _explicit_padding(self), self.dilation, self.activation)
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
-        if self.padding != (0, 0):
-            s += f", padding={self.padding!r}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        return s + _bias_activation_repr(self)
+        return _geometry_repr(self)
 
     @classmethod
     def from_modules(cls, conv: nn.Conv2d, bn: Optional[nn.Module] = None,
@@ -207,6 +212,56 @@ class PointwiseConv2d(nn.Module):
         _from_conv_check(cls.__name__, conv, "pointwise")
         module = cls(conv.in_channels, conv.out_channels,
                      bias=conv.bias is not None or bn is not None,
+                     activation=as_activation(activation), device=conv.weight.device,
+                     dtype=conv.weight.dtype)
+        _copy_conv_params(module, conv, bn)
+        return module
+
+
+class DenseConv2d(nn.Module):
+    """`activation(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
+    dilation)(x))` (groups=1), computed by `dsconv_ext.conv2d`: a network's first layer.
+    `weight` is [out_channels, in_channels, kh, kw] and `bias` [out_channels], as in
+    nn.Conv2d."""
+
+    groups = 1
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair,
+                 stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1, *,
+                 bias: bool = True, activation: Optional[str] = None, device=None, dtype=None):
+        super().__init__()
+        _check_channels(type(self).__name__, in_channels=in_channels, out_channels=out_channels)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride, self.dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+        self.padding = _padding(padding, self.stride, type(self).__name__)
+        self.activation = as_activation(activation)
+        factory = dict(device=device, dtype=dtype)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size, **factory))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels, **factory))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _reset(self.weight, self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dsf._conv2d(x, _param(self, "weight"), _param(self, "bias"), self.stride,
+                           _explicit_padding(self), self.dilation, self.activation)
+
+    def extra_repr(self) -> str:
+        return _geometry_repr(self)
+
+    @classmethod
+    def from_modules(cls, conv: nn.Conv2d, bn: Optional[nn.Module] = None,
+                     activation: Activation = None) -> "DenseConv2d":
+        """`activation(bn(conv(x)))` as one module. conv: an nn.Conv2d with groups=1 and zero
+        padding; bn and activation as in DepthwiseConv2d.from_modules."""
+        _from_conv_check(cls.__name__, conv, "dense")
+        module = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                     conv.padding, conv.dilation, bias=conv.bias is not None or bn is not None,
                      activation=as_activation(activation), device=conv.weight.device,
                      dtype=conv.weight.dtype)
         _copy_conv_params(module, conv, bn)
@@ -485,4 +540,4 @@ class Linear(nn.Linear):
 
 
 __all__ = ["DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d", "InvertedResidual",
-           "SqueezeExcite", "Linear"]
+           "SqueezeExcite", "Linear", "DenseConv2d"]

@@ -16,7 +16,7 @@ class FunctionalNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.stem = nn.Conv2d(3, 16, 3, 2, 1, bias=False)          # standard: skipped
+        self.stem = nn.Conv2d(3, 16, 3, 2, 1, bias=False)          # dense (3 channels)
         self.stem_bn = nn.BatchNorm2d(16)
         self.dw1 = nn.Conv2d(16, 16, 3, 1, 1, groups=16)            # dw1 -> F.batch_norm -> relu6
         self.bn1_weight = nn.Parameter(torch.linspace(0.5, 1.5, 16))  # -> pw1 -> bn -> hardswish
@@ -51,7 +51,8 @@ class FunctionalNet(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
-FUNCTIONAL_NET = dict(separable=2, depthwise=1, pointwise=1, skipped=4, graph_module=True)
+FUNCTIONAL_NET = dict(separable=2, depthwise=1, pointwise=1, dense=1, skipped=3,
+                      graph_module=True)
 
 
 class BatchNormAct2d(nn.BatchNorm2d):
@@ -87,7 +88,8 @@ class SequentialNet(nn.Sequential):
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(40, 10))
 
 
-SEQUENTIAL_NET = dict(separable=2, depthwise=2, pointwise=0, skipped=1, graph_module=True)
+SEQUENTIAL_NET = dict(separable=2, depthwise=2, pointwise=0, dense=1, skipped=0,
+                      graph_module=True)
 
 
 class SqueezeExcitation(nn.Module):
@@ -143,7 +145,7 @@ class EfficientNetStyle(nn.Module):
 # Blocks 1-2: expand, dw, project, two SE convs -> lone (SiLU does not fuse); block 3: the
 # whole inverted residual with its add (its module replaced).
 EFFICIENTNET_STYLE = dict(inverted_residual=1, separable=0, depthwise=2, pointwise=8,
-                          residual_adds_fused=1, skipped=1, graph_module=False)
+                          residual_adds_fused=1, dense=1, skipped=0, graph_module=False)
 
 
 class DataDependent(nn.Module):

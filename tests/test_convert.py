@@ -10,7 +10,8 @@ from torch import fx, nn
 
 import dsconv_ext as dse
 from dsconv_ext import models
-from dsconv_ext.nn import DepthwiseConv2d, InvertedResidual, PointwiseConv2d, SeparableConv2d
+from dsconv_ext.nn import (DenseConv2d, DepthwiseConv2d, InvertedResidual, PointwiseConv2d,
+                           SeparableConv2d)
 
 from _zoo import ZOO, calibrate
 
@@ -21,21 +22,21 @@ pytestmark = [pytest.mark.usefixtures("one_thread"),
 PACKAGE = {
     "mobilenet_v1": (lambda: models.mobilenet_v1(10, 0.5),
                      dict(inverted_residual=0, separable=13, depthwise=0, pointwise=0,
-                          residual_adds_fused=0, skipped=1, graph_module=False)),
+                          residual_adds_fused=0, dense=1, skipped=0, graph_module=False)),
     # V2: every block fused whole (the first, expansion 1 and no residual, as separable), the
     # 10 residual adds with them.
     "mobilenet_v2": (lambda: models.mobilenet_v2(10, 0.5),
                      dict(inverted_residual=16, separable=1, depthwise=0, pointwise=1,
-                          residual_adds_fused=10, skipped=1, graph_module=False)),
+                          residual_adds_fused=10, dense=1, skipped=0, graph_module=False)),
     # V3: blocks with squeeze-excite fuse expand -> depthwise, each squeeze-excite is one
     # module, the projection after it stays pointwise (and their residual add stays).
     "mobilenet_v3_large": (lambda: models.mobilenet_v3_large(10, 0.5),
                            dict(inverted_residual=15, squeeze_excite=8, separable=0, depthwise=0,
-                                pointwise=9, residual_adds_fused=5, skipped=1,
+                                pointwise=9, residual_adds_fused=5, dense=1, skipped=0,
                                 graph_module=False)),
     "mobilenet_v3_small": (lambda: models.mobilenet_v3_small(10, 0.5),
                            dict(inverted_residual=10, squeeze_excite=9, separable=0, depthwise=1,
-                                pointwise=10, residual_adds_fused=1, skipped=1,
+                                pointwise=10, residual_adds_fused=1, dense=1, skipped=0,
                                 graph_module=False)),
 }
 ALL = {**ZOO, **PACKAGE}
@@ -69,7 +70,7 @@ def test_same_outputs_and_expected_patterns(converted, name):
     expected = ALL[name][1]
     counts = report.counts
     keys = ("inverted_residual", "squeeze_excite", "separable", "depthwise", "pointwise",
-            "residual_adds_fused", "skipped")
+            "dense", "residual_adds_fused", "skipped")
     assert {k: counts[k] for k in keys} == {k: expected.get(k, 0) for k in keys}, str(report)
     assert report.graph_module == expected["graph_module"] == isinstance(model, fx.GraphModule)
     if not report.graph_module:
@@ -146,19 +147,19 @@ def test_compile_module_and_graph_module(converted):
 def test_report(converted):
     _, model, report = converted["functional"]
     reasons = {s.path: s.reason for s in report.skipped}
-    assert "standard 3x3" in reasons["stem"]
+    assert "stem" not in reasons  # 3 input channels: dsconv_ext.conv2d, its relu fused
     assert "stride (2, 2)" in reasons["down"]
     assert "grouped convolution (groups=4" in reasons["grouped"]
     assert "padding_mode='reflect'" in reasons["reflect"]
     assert report.patterns == {"depthwise+bn+relu6 -> pointwise+bn+hardswish": 1,
                                "depthwise+bn+relu -> pointwise+relu": 1,
-                               "depthwise": 1, "pointwise": 1, "conv+bn": 1, "linear": 1}
-    assert report.counts["batchnorm_folded"] == 4 and report.counts["activations_fused"] == 4
+                               "depthwise": 1, "pointwise": 1, "dense+bn+relu": 1, "linear": 1}
+    assert report.counts["batchnorm_folded"] == 4 and report.counts["activations_fused"] == 5
     dw2 = next(r for r in report.replaced if r.path == "dw2")
     assert dw2.kind == "separable" and dw2.replaced == ["dw2", "dw2_bn", "act", "pw2", "act"]
     text = str(report)
     assert ("5 fused modules (0 inverted residual, 0 squeeze-excite, 2 separable, 1 depthwise, "
-            "1 pointwise, 1 other convolution with its BatchNorm folded), 1 linear") in text
+            "1 pointwise, 1 dense, 0 other convolution with its BatchNorm folded), 1 linear") in text
     assert "torch.fx.GraphModule" in text and "padding_mode='reflect'" in text
     # F.batch_norm's parameters went with it; untouched modules keep their names.
     keys = set(model.state_dict())
@@ -216,7 +217,7 @@ def test_inplace_and_copy():
         assert_same_outputs(original(x), before)
     # Converting again finds nothing more to do.
     _, again = dse.convert(same, report=True)
-    assert again.replaced == [] and again.counts["skipped"] == 1
+    assert again.replaced == [] and again.counts["skipped"] == 0
 
 
 def test_training_mode_refused():
@@ -321,7 +322,11 @@ def test_lone_convolution_model():
     assert isinstance(converted, DepthwiseConv2d) and report.counts["depthwise"] == 1
     x = torch.randn(1, 8, 5, 5)
     assert_same_outputs(converted(x), conv(x))
-    standard = nn.Conv2d(3, 4, 3).eval()
+    dense = nn.Conv2d(3, 4, 3, stride=2).eval()  # few input channels: dsconv_ext.conv2d
+    converted, report = dse.convert(dense, report=True)
+    assert isinstance(converted, DenseConv2d) and report.counts["dense"] == 1
+    assert_same_outputs(converted(x[:, :3]), dense(x[:, :3]))
+    standard = nn.Conv2d(16, 4, 3).eval()
     same, report = dse.convert(standard, report=True, inplace=True)
     assert same is standard and "standard 3x3" in report.skipped[0].reason
 

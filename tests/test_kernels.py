@@ -8,6 +8,7 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import dsconv_ext as dse
 from _cases import check_forward
@@ -156,6 +157,30 @@ def test_registered_kernel(entry, gen):
                 terms = x.shape[0] * x.shape[2] * x.shape[3]
                 torch.testing.assert_close(gw.double(), expected, rtol=0,
                                            atol=4 * terms * torch.finfo(dtype).eps * 16)
+                checked += 1
+        elif entry["op"] == "conv_forward":
+            for case in dw_cases(entry):  # the geometry, widths, activations; C_in 1..8
+                if not fits(case):
+                    continue
+                cin, cout = 1 + case["channels"] % 8, (1, 5, 16, 17, 40)[case["width"] % 5]
+                x = with_layout(randn(gen, 2, cin, case["height"], case["width"], dtype=dtype), layout)
+                if layout == "channels_last" and x.is_contiguous():
+                    x = with_layout(randn(gen, 2, cin + 1, case["height"], case["width"] + 1, dtype=dtype),
+                                    layout)
+                w = randn(gen, cout, x.shape[1], *case["kernel"], dtype=dtype)
+                b = randn(gen, cout, dtype=dtype) if case["bias"] else None
+                kwargs = dict(stride=case["stride"], padding=case["padding"],
+                              dilation=case["dilation"], activation=case["activation"])
+                y = dse.conv2d(x, w, b, **kwargs)
+                assert dse.last_kernels() == [entry["name"]], (case, dse.last_kernels())
+                act = {None: lambda t: t, "relu": F.relu, "relu6": F.relu6,
+                       "hardswish": F.hardswish}[case["activation"]]
+                geometry = {k: kwargs[k] for k in ("stride", "padding", "dilation")}
+                expected = act(F.conv2d(x.double(), w.double(), None if b is None else b.double(),
+                                        **geometry))
+                magnitude = F.conv2d(x.double().abs(), w.double().abs(),
+                                     None if b is None else b.double().abs(), **geometry)
+                assert_within_bound(y, expected, magnitude, x.shape[1] * w.shape[2] * w.shape[3])
                 checked += 1
         elif entry["op"] == "pw_gemv":
             # At most 4 pixels in all: batches of 1x1 images (either layout), NHWC images.

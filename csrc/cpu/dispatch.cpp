@@ -87,6 +87,7 @@ const char* op_name(Op op) {
     case Op::dw_backward_weight: return "dw_backward_weight";
     case Op::pw_forward: return "pw_forward";
     case Op::pw_gemv: return "pw_gemv";
+    case Op::conv_forward: return "conv_forward";
     case Op::pw_backward_weight: return "pw_backward_weight";
   }
   return "?";

@@ -19,6 +19,7 @@ enum class Op : int {
   pw_forward,
   pw_gemv,
   pw_backward_weight,
+  conv_forward,
 };
 
 enum class DType : int { f32, f64 };

@@ -9,10 +9,12 @@ template <typename T> using dw_forward = typename KernelTypes<T>::DwForward;
 template <typename T> using dw_backward_input = typename KernelTypes<T>::DwBackwardInput;
 template <typename T> using dw_backward_weight = typename KernelTypes<T>::DwBackwardWeight;
 template <typename T> using pw_forward = typename KernelTypes<T>::PwForward;
+template <typename T> using conv_forward = typename KernelTypes<T>::ConvForward;
 template <typename T> using pw_gemv = typename KernelTypes<T>::PwGemv;
 template <typename T> using pw_backward_weight = typename KernelTypes<T>::PwBackwardWeight;
 template <typename T> using dw = typename KernelTypes<T>::DwPack;
 template <typename T> using pw = typename KernelTypes<T>::PwPack;
+template <typename T> using conv = typename KernelTypes<T>::ConvPack;
 using f32 = float;
 using f64 = double;
 // The function type of a kernel pointer type.

@@ -43,6 +43,18 @@ struct PwShape {
   Layout layout;
 };
 
+// A dense (groups = 1) convolution: the networks' first layer.
+struct ConvShape {
+  int64_t batch, in_channels, out_channels;
+  int64_t in_h, in_w, out_h, out_w;
+  int64_t kernel_h, kernel_w, stride_h, stride_w;
+  int64_t pad_top, pad_left, dilation_h, dilation_w;
+  int64_t x_ns, x_cs, x_hs, x_ws;
+  int64_t y_ns, y_cs, y_hs, y_ws;
+  Activation activation;
+  Layout layout;
+};
+
 // Kernel signatures. `weight` is the packed weight where the kernel registers a packing
 // function (kernels.def), else ATen's layout. Convention: input pointers are image (or tensor) bases; the output
 // pointer points at the first element of the range the call writes.
@@ -52,10 +64,15 @@ struct KernelTypes {
   // elements; with out == nullptr only returns the length.
   using DwPack = int64_t (*)(const DwShape&, const T* weight, T* out);
   using PwPack = int64_t (*)(const PwShape&, const T* weight, T* out);
+  using ConvPack = int64_t (*)(const ConvShape&, const T* weight, T* out);
   // Output rows [oh_begin, oh_end) of one image, all channels. y points at row oh_begin
   // and is addressed with the shape's y strides.
   using DwForward = void (*)(const DwShape&, const T* x_image, const T* weight, const T* bias,
                              T* y_row, int64_t oh_begin, int64_t oh_end);
+  // Output rows [oh_begin, oh_end) of one image of a dense convolution, as DwForward;
+  // weight is ATen's [out, in, kh, kw] unless the kernel registers a packing.
+  using ConvForward = void (*)(const ConvShape&, const T* x_image, const T* weight,
+                               const T* bias, T* y_row, int64_t oh_begin, int64_t oh_end);
   // Grad-input rows [ih_begin, ih_end) of one image. gx points at row ih_begin (x strides).
   using DwBackwardInput = void (*)(const DwShape&, const T* gy_image, const T* weight,
                                    T* gx_row, int64_t ih_begin, int64_t ih_end);

@@ -11,6 +11,7 @@
 #include <torch/library.h>
 
 #include "checks.h"
+#include "conv2d.h"
 #include "inverted_residual.h"
 #include "op_handles.h"
 #include "squeeze_excite.h"
@@ -316,6 +317,19 @@ at::Tensor inverted_residual_autograd(const at::Tensor& x, const OptTensor& expa
                                      residual);
 }
 
+// With gradients, ATen's convolution and activation (conv2d_composite), which autograd
+// differentiates to any order; inference runs the CPU kernel.
+at::Tensor conv2d_autograd(const at::Tensor& x, const at::Tensor& weight, const OptTensor& bias,
+                           at::IntArrayRef stride, at::IntArrayRef padding,
+                           at::IntArrayRef dilation, OptString activation) {
+  const OptTensor x_ = x, w_ = weight;
+  if (!records({&x_, &w_, &bias})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return Ops::get().conv2d.call(x, weight, bias, stride, padding, dilation, activation);
+  }
+  return conv2d_composite(x, weight, bias, stride, padding, dilation, activation);
+}
+
 // With gradients: the chain of differentiable ops (squeeze_excite_composite); inference
 // runs the fused kernel.
 at::Tensor squeeze_excite_autograd(const at::Tensor& x, const at::Tensor& reduce_weight,
@@ -336,6 +350,7 @@ at::Tensor squeeze_excite_autograd(const at::Tensor& x, const at::Tensor& reduce
 
 TORCH_LIBRARY_IMPL(dsconv, Autograd, m) {
   m.impl("squeeze_excite", &squeeze_excite_autograd);
+  m.impl("conv2d", &conv2d_autograd);
   m.impl("inverted_residual", &inverted_residual_autograd);
   m.impl("depthwise", &depthwise_autograd);
   m.impl("pointwise", &pointwise_autograd);

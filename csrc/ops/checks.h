@@ -194,6 +194,23 @@ inline void check_separable_pw(const at::Tensor& pw_weight, const std::optional<
   check_bias(pw_bias, "pw_bias", pw_weight.size(0), x, "x");
 }
 
+// conv2d: a dense (groups=1) weight [C_out, C_in, kh, kw] over x's C_in channels.
+inline Geometry check_conv2d(const at::Tensor& x, const at::Tensor& weight,
+                             const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                             at::IntArrayRef padding, at::IntArrayRef dilation) {
+  check_input(x, "x");
+  check_float_tensor(weight, "weight", 4, "[C_out, C_in, kh, kw]");
+  check_same_kind(weight, "weight", x, "x");
+  TORCH_CHECK(weight.size(1) == x.size(1), "weight.shape[1] must equal x's ", x.size(1),
+              " input channels (conv2d is a dense convolution, groups=1), got shape ",
+              weight.sizes());
+  TORCH_CHECK(weight.size(2) > 0 && weight.size(3) > 0,
+              "weight must have a kernel of at least 1x1, got shape ", weight.sizes());
+  check_bias(bias, "bias", weight.size(0), x, "x");
+  return check_geometry(x.size(2), x.size(3), weight.size(2), weight.size(3), "weight", stride,
+                        padding, dilation);
+}
+
 // inverted_residual: x -> expand (1x1, optional) -> depthwise -> project (1x1, optional),
 // each stage's weight taking the previous stage's channels; residual needs the output to
 // have x's shape.

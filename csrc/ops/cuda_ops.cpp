@@ -10,6 +10,7 @@
 
 #include "../cuda/launch.h"
 #include "checks.h"
+#include "conv2d.h"
 #include "depthwise.h"
 #include "inverted_residual.h"
 #include "squeeze_excite.h"
@@ -194,6 +195,7 @@ TORCH_LIBRARY_IMPL(dsconv, CUDA, m) {
   // No fused CUDA kernel yet: the chain of the CUDA ops above.
   m.impl("inverted_residual", &inverted_residual_composite);
   m.impl("squeeze_excite", &squeeze_excite_composite);
+  m.impl("conv2d", &conv2d_composite);
 }
 
 }  // namespace dsconv::ops

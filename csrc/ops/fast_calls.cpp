@@ -54,6 +54,12 @@ void bind_fast_calls(py::module_& m) {
                                                    dilation, view(e_act), view(d_act),
                                                    view(p_act), residual);
         });
+  m.def("conv2d_call", [](const at::Tensor& x, const at::Tensor& w, const OptTensor& b,
+                          const Ints& stride, const Ints& padding, const Ints& dilation,
+                          const OptStr& act) {
+    py::gil_scoped_release no_gil;
+    return Ops::get().conv2d.call(x, w, b, stride, padding, dilation, view(act));
+  });
   m.def("squeeze_excite_call",
         [](const at::Tensor& x, const at::Tensor& rw, const OptTensor& rb, const at::Tensor& ew,
            const OptTensor& eb, const OptStr& act, const std::string& gate) {

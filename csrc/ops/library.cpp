@@ -29,6 +29,12 @@ TORCH_LIBRARY(dsconv, m) {
       "Tensor? pw_bias=None, int[2] stride=[1, 1], int[4] padding=[0, 0, 0, 0], "
       "int[2] dilation=[1, 1], str? dw_activation=None, str? pw_activation=None) -> Tensor",
       tags);
+  // A dense convolution (groups=1) with fused bias and activation, for the networks' first
+  // layer: an indirect GEMM over packed weights (csrc/cpu/simd/conv.h).
+  m.def(
+      "conv2d(Tensor x, Tensor weight, Tensor? bias=None, int[2] stride=[1, 1], "
+      "int[4] padding=[0, 0, 0, 0], int[2] dilation=[1, 1], str? activation=None) -> Tensor",
+      tags);
   // expand_weight None: no expand stage (expansion 1); project_weight None: the output is
   // the depthwise stage's (a squeeze-excite block continues from there). residual adds x.
   m.def(

@@ -27,6 +27,8 @@ using SqueezeExciteSig = at::Tensor(const at::Tensor&, const at::Tensor&, const 
                                     const at::Tensor&, const OptTensor&, OptString,
                                     c10::string_view);
 
+using Conv2dSig = DepthwiseSig;  // the same argument list
+
 template <typename Sig>
 c10::TypedOperatorHandle<Sig> op_handle(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
@@ -44,6 +46,8 @@ struct Ops {
       op_handle<InvertedResidualSig>("dsconv::inverted_residual");
   c10::TypedOperatorHandle<SqueezeExciteSig> squeeze_excite =
       op_handle<SqueezeExciteSig>("dsconv::squeeze_excite");
+
+  c10::TypedOperatorHandle<Conv2dSig> conv2d = op_handle<Conv2dSig>("dsconv::conv2d");
 
   static const Ops& get() {  // after load: the schemas are registered by then
     static const Ops ops;

@@ -12,13 +12,15 @@ namespace dsconv::ops {
 template <typename T> struct PackFor;
 template <> struct PackFor<DwShape> { template <typename S> using fn = typename KernelTypes<S>::DwPack; };
 template <> struct PackFor<PwShape> { template <typename S> using fn = typename KernelTypes<S>::PwPack; };
+template <> struct PackFor<ConvShape> { template <typename S> using fn = typename KernelTypes<S>::ConvPack; };
 
 // What a packing reads from the shape beyond the weight's sizes: a depthwise weight's
 // C*M rows can split as C channels of multiplier M in several ways (the same weight serves
-// a 6-channel input with M=1 and a 3-channel one with M=2); a pointwise weight's sizes fix
+// a 6-channel input with M=1 and a 3-channel one with M=2); pointwise and conv2d weights' sizes fix
 // everything.
 inline int64_t packing_variant(const DwShape& s) { return s.channels; }
 inline int64_t packing_variant(const PwShape&) { return 0; }
+inline int64_t packing_variant(const ConvShape&) { return 0; }
 
 // The weight as `entry`'s kernel reads it: `weight` itself, or its packed form (cached
 // per weight tensor and version), kept alive by `storage`.

@@ -41,6 +41,18 @@ inline PwShape make_pw_shape(int64_t batch, int64_t in_channels, int64_t out_cha
                  ys.n,  ys.c,        ys.w,         act,            layout};
 }
 
+inline ConvShape make_conv_shape(int64_t batch, int64_t in_channels, int64_t out_channels,
+                                 int64_t in_h, int64_t in_w, const Geometry& g, Activation act,
+                                 Layout layout) {
+  const Strides xs = dense_strides(in_channels, in_h, in_w, layout);
+  const Strides ys = dense_strides(out_channels, g.out_h, g.out_w, layout);
+  return ConvShape{batch,      in_channels, out_channels, in_h,         in_w,
+                   g.out_h,    g.out_w,     g.kernel_h,   g.kernel_w,   g.stride_h,
+                   g.stride_w, g.pad_top,   g.pad_left,   g.dilation_h, g.dilation_w,
+                   xs.n,       xs.c,        xs.h,         xs.w,         ys.n,
+                   ys.c,       ys.h,        ys.w,         act,          layout};
+}
+
 inline KernelQuery dw_query(Op op, DType dtype, const DwShape& s) {
   KernelQuery q{op, dtype, s.layout};
   q.kernel_h = s.kernel_h, q.kernel_w = s.kernel_w, q.stride_h = s.stride_h, q.stride_w = s.stride_w;

@@ -43,6 +43,9 @@ void call(const Problem& p, void (*fn)(), const T* a, const T* b, const T* c, T*
     case Op::pw_forward:
       return reinterpret_cast<typename K::PwForward>(fn)(w, a + n * w.x_ns + u0 * w.x_ps, b, c,
                                                          out + n * w.y_ns + u0 * w.y_ps, u1 - u0);
+    case Op::conv_forward:
+      return reinterpret_cast<typename K::ConvForward>(fn)(p.conv, a + n * p.conv.x_ns, b, c,
+                                                           out + n * p.conv.y_ns + u0 * p.conv.y_hs, u0, u1);
     case Op::pw_gemv:
       return reinterpret_cast<typename K::PwGemv>(fn)(w, a + n * w.x_ns, b, c,
                                                       out + n * w.y_ns + u0 * w.y_cs, w.pixels, u0, u1);
@@ -59,7 +62,11 @@ std::vector<float> kernel_weight(const KernelEntry& e, const Problem& p, const s
     std::exit(1);
   }
   std::vector<float> packed;
-  if (p.is_dw()) {
+  if (p.op == Op::conv_forward) {
+    const auto pack = reinterpret_cast<KernelTypes<float>::ConvPack>(e.pack);
+    packed.resize(static_cast<size_t>(pack(p.conv, w.data(), nullptr)));
+    pack(p.conv, w.data(), packed.data());
+  } else if (p.is_dw()) {
     const auto pack = reinterpret_cast<KernelTypes<float>::DwPack>(e.pack);
     packed.resize(static_cast<size_t>(pack(p.dw, w.data(), nullptr)));
     pack(p.dw, w.data(), packed.data());
@@ -91,7 +98,7 @@ std::string check(const KernelEntry& e, const KernelEntry& ref, const Problem& p
   const float* bias = p.bias ? c.data() : nullptr;
   const std::vector<double> want = oracle(ref, p, to_double(a), to_double(b), to_double(c));
   Problem unsigned_p = p;  // the bound: no activation, absolute values
-  unsigned_p.dw.activation = unsigned_p.pw.activation = Activation::none;
+  unsigned_p.dw.activation = unsigned_p.pw.activation = unsigned_p.conv.activation = Activation::none;
   const std::vector<double> bound =
       oracle(ref, unsigned_p, absolute(to_double(a)), absolute(to_double(b)), absolute(to_double(c)));
 

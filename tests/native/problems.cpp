@@ -158,6 +158,74 @@ std::vector<Problem> dw_problems(const KernelEntry& e) {
   return out;
 }
 
+// A dense convolution problem (the geometry's multiplier is ignored); false when the
+// kernel does not fit the padded input.
+bool make_conv(const DwGeometry& g, int64_t batch, int64_t cin, int64_t cout, int64_t in_h,
+               int64_t in_w, int pad_mode, Layout layout, Activation act, bool bias, Problem* p) {
+  const int64_t span_h = g.dil * (g.kh - 1), span_w = g.dil * (g.kw - 1);
+  int64_t pt, pb, pl, pr;
+  pads_for(pad_mode, span_h, &pt, &pb);
+  pads_for(pad_mode, span_w, &pl, &pr);
+  if (in_h + pt + pb < span_h + 1 || in_w + pl + pr < span_w + 1) return false;
+  const int64_t out_h = (in_h + pt + pb - span_h - 1) / g.sh + 1;
+  const int64_t out_w = (in_w + pl + pr - span_w - 1) / g.sw + 1;
+  const Strides xs = dense_strides(cin, in_h, in_w, layout), ys = dense_strides(cout, out_h, out_w, layout);
+  p->op = Op::conv_forward;
+  p->conv = ConvShape{batch, cin, cout, in_h, in_w, out_h, out_w, g.kh, g.kw, g.sh, g.sw, pt, pl,
+                      g.dil, g.dil, xs.n, xs.c, xs.h, xs.w, ys.n, ys.c, ys.h, ys.w, act, layout};
+  p->bias = bias;
+  p->a_size = batch * xs.n, p->b_size = cout * cin * g.kh * g.kw, p->c_size = cout;
+  p->out_size = batch * ys.n;
+  p->images = batch, p->image_stride = ys.n, p->units = out_h, p->unit_stride = ys.h;
+  char text[200];
+  std::snprintf(text, sizeof text,
+                "N=%lld Cin=%lld Cout=%lld %lldx%lld k=%lldx%lld s=%lldx%lld d=%lld pad=%lld,%lld,%lld,%lld %s %s%s",
+                (long long)batch, (long long)cin, (long long)cout, (long long)in_h, (long long)in_w,
+                (long long)g.kh, (long long)g.kw, (long long)g.sh, (long long)g.sw, (long long)g.dil,
+                (long long)pt, (long long)pb, (long long)pl, (long long)pr,
+                layout == Layout::nhwc ? "nhwc" : "nchw", activation_label(act), bias ? " bias" : "");
+  p->text = text;
+  return true;
+}
+
+std::vector<Problem> conv_problems(const KernelEntry& e) {
+  const std::vector<DwGeometry> geometries = dw_geometries(e);
+  const std::vector<Layout> layouts = layouts_of(e);
+  const std::vector<int64_t> heights(std::begin(kHeights), std::end(kHeights));
+  const std::vector<Activation> acts(std::begin(kActivations), std::end(kActivations));
+  const std::vector<int64_t> couts = {1, 3, 8, 9, 16, 17, 24, 32, 33, 40};
+  std::vector<Problem> out;
+  Rng rng(0xc0);
+  Problem p;
+  // Every input channel count 1..8 against every width, the rest drawn.
+  for (int64_t cin = 1; cin <= 8; ++cin) {
+    for (int64_t w = 1; w <= kWidths; ++w) {
+      const DwGeometry& g = pick(geometries, rng);
+      const int pad_mode = static_cast<int>((cin + w) % 3);
+      const int64_t h = pick(heights, rng);
+      const int64_t cout = pick(couts, rng);
+      const Layout layout = pick(layouts, rng);
+      const Activation act = pick(acts, rng);
+      const bool bias = rng.below(4) != 0;
+      if (make_conv(g, 1 + (cin + w) % 2, cin, cout, h, w, pad_mode, layout, act, bias, &p)) {
+        out.push_back(p);
+      }
+    }
+  }
+  // The first layer of the MobileNets (3 channels, 3x3, stride 2, "same" padding) on wide
+  // rows: tiles of interior pixels and border ones, every output width modulo the tile.
+  for (int64_t w : {18, 21, 26, 35, 41, 47, 50}) {
+    for (int64_t cout : {16, 24, 32, 35}) {
+      const Layout layout = pick(layouts, rng);
+      const Activation act = pick(acts, rng);
+      if (make_conv(DwGeometry{3, 3, 2, 2, 1, 1}, 1, 3, cout, 9, w, 1, layout, act, true, &p)) {
+        out.push_back(p);
+      }
+    }
+  }
+  return out;
+}
+
 void make_pw(Op op, int64_t batch, int64_t cin, int64_t cout, int64_t h, int64_t w, Layout layout,
              Activation act, bool bias, Problem* p) {
   const Strides xs = dense_strides(cin, h, w, layout), ys = dense_strides(cout, h, w, layout);
@@ -234,7 +302,9 @@ const char* activation_label(Activation act) {
 std::vector<Problem> problems_for(const KernelEntry& entry) {
   const bool pw = entry.op == Op::pw_forward || entry.op == Op::pw_gemv ||
                   entry.op == Op::pw_backward_weight;
-  std::vector<Problem> all = pw ? pw_problems(entry) : dw_problems(entry);
+  std::vector<Problem> all = pw ? pw_problems(entry)
+                             : entry.op == Op::conv_forward ? conv_problems(entry)
+                                                            : dw_problems(entry);
   // Only what the entry claims (its query must match), e.g. a layout or multiplier limit.
   std::vector<Problem> out;
   for (Problem& p : all) {

@@ -22,6 +22,7 @@ struct Problem {
   Op op;
   DwShape dw{};
   PwShape pw{};
+  ConvShape conv{};
   bool bias = false;
   int64_t a_size = 0, b_size = 0, c_size = 0, out_size = 0;
   int64_t images = 1;       // kernel calls are per image (1: the kernel sums the batch)
@@ -34,7 +35,11 @@ struct Problem {
     return op == Op::dw_forward || op == Op::dw_backward_input || op == Op::dw_backward_weight;
   }
   KernelQuery query(DType dtype) const {
-    KernelQuery q{op, dtype, is_dw() ? dw.layout : pw.layout};
+    KernelQuery q{op, dtype, is_dw() ? dw.layout : op == Op::conv_forward ? conv.layout : pw.layout};
+    if (op == Op::conv_forward) {
+      q.kernel_h = conv.kernel_h, q.kernel_w = conv.kernel_w, q.stride_h = conv.stride_h;
+      q.stride_w = conv.stride_w, q.dilation_h = conv.dilation_h, q.dilation_w = conv.dilation_w;
+    }
     if (is_dw()) {
       q.kernel_h = dw.kernel_h, q.kernel_w = dw.kernel_w, q.stride_h = dw.stride_h;
       q.stride_w = dw.stride_w, q.dilation_h = dw.dilation_h, q.dilation_w = dw.dilation_w;

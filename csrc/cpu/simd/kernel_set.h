@@ -5,10 +5,11 @@
 #include "../kernel_decls.h"
 #include "depthwise.h"
 #include "depthwise_backward.h"
+#include "conv.h"
 #include "gemv.h"
 #include "pointwise.h"
 
-#define DSCONV_SIMD_KERNELS(isa, Dw, Gemm, tile, Vec)                                         \
+#define DSCONV_SIMD_KERNELS(isa, Dw, Gemm, tile, Vec, Conv)                                   \
   int64_t pack_dw_channel_groups_f32_##isa(const DwShape& s, const float* w, float* out) {    \
     return Dw::pack_channel_groups(s, w, out);                                                \
   }                                                                                           \
@@ -21,6 +22,13 @@
   void gemm_##tile##_nhwc_f32_##isa(const PwShape& s, const float* x, const float* w,         \
                                     const float* b, float* y, int64_t n) {                    \
     Gemm::forward_nhwc(s, x, w, b, y, n);                                                     \
+  }                                                                                           \
+  int64_t pack_conv_##tile##_nhwc_f32_##isa(const ConvShape& s, const float* w, float* out) { \
+    return Conv::pack(s, w, out);                                                             \
+  }                                                                                           \
+  void conv_igemm_##tile##_nhwc_f32_##isa(const ConvShape& s, const float* x, const float* w, \
+                                          const float* b, float* y, int64_t r0, int64_t r1) { \
+    Conv::forward(s, x, w, b, y, r0, r1);                                                     \
   }                                                                                           \
   void gemv_4xk_nhwc_f32_##isa(const PwShape& s, const float* x, const float* w,              \
                                const float* b, float* y, int64_t n, int64_t c0, int64_t c1) { \

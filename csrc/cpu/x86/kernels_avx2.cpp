@@ -24,7 +24,9 @@ using DwAvx2 = simd::Depthwise<x86::Avx2>;
 // 6x16, and 4x24 in NHWC where C_out is a multiple of 24 (simd/pointwise.h).
 using Gemm6x16Avx2 = simd::Pointwise<x86::Avx2, 6, 2, 4, 3>;
 
-DSCONV_SIMD_KERNELS(avx2, DwAvx2, Gemm6x16Avx2, 6x16, x86::Avx2)
+using ConvAvx2 = simd::Conv<x86::Avx2, 6, 2>;  // the GEMM tile's shape
+
+DSCONV_SIMD_KERNELS(avx2, DwAvx2, Gemm6x16Avx2, 6x16, x86::Avx2, ConvAvx2)
 DSCONV_SIMD_BACKWARD_KERNELS(avx2, simd::DepthwiseBackward<x86::Avx2>)
 
 }  // namespace dsconv

@@ -55,10 +55,11 @@ struct Avx512 {
   static reg load_even(const float* p) { return even_lanes(load(p), load(p + N)); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   // out[i] = the sum of the lanes of the i-th argument, four at once.
+  static __m256 half_sum(reg v) {  // 16 lanes to 8
+    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  }
   static void sum4(reg a, reg b, reg c, reg d, float* out) {
-    auto half = [](reg v) {  // 16 lanes to 8
-      return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    };
+    auto half = half_sum;
     const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(half(a), half(b)), _mm256_hadd_ps(half(c), half(d)));
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1)));
   }
