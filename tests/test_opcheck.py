@@ -31,6 +31,11 @@ def cases():
                                             t(4, 1, 3, 3, grad=True), t(4, grad=True), [1, 1],
                                             [1, 1, 1, 1], [1, 1], "relu")),
         ("depthwise", "defaults-grad", (t(1, 3, 5, 5, grad=True), t(3, 1, 3, 3, grad=True))),
+        # conv2d(x, weight, bias, stride, padding, dilation, activation)
+        ("conv2d", "cl-bias-relu6", (t(2, 3, 9, 8, layout="channels_last"), t(6, 3, 3, 3), t(6),
+                                     [2, 2], [1, 1, 1, 1], [1, 1], "relu6")),
+        ("conv2d", "nchw-asym-hardswish-grad", (t(1, 3, 7, 6, grad=True), t(4, 3, 2, 2, grad=True),
+                                                None, [1, 1], [0, 1, 0, 1], [1, 1], "hardswish")),
         # pointwise(x, weight, bias, activation)
         ("pointwise", "defaults-grad", (t(1, 3, 5, 5, grad=True), t(4, 3, 1, 1, grad=True))),
         ("pointwise", "nchw-bias-relu", (t(2, 5, 4, 3), t(7, 5, 1, 1), t(7), "relu")),
@@ -120,5 +125,5 @@ def test_opcheck(name, args):
 def test_every_op_is_checked():
     registered = {n.split("::")[1].split(".")[0] for n in torch._C._dispatch_get_all_op_names()
                   if n.startswith("dsconv::")}
-    assert len(registered) == 9
+    assert len(registered) == 10
     assert {n for n, _, _ in cases()} == registered
