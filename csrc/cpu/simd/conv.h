@@ -70,7 +70,9 @@ struct Conv {
       float* y_row = y + (oh - oh_begin) * s.y_hs;
       for (int64_t ow0 = 0; ow0 < s.out_w; ow0 += MR) {
         const int mr = static_cast<int>(std::min<int64_t>(MR, s.out_w - ow0));
-        const bool rows = ow0 >= inner_lo && ow0 + mr <= inner_hi;
+        // Full interior tiles read kernel rows; a partial tile repeats its last pixel, so it
+        // takes the per-tap addresses (a row step would reach past the input's end).
+        const bool rows = mr == MR && ow0 >= inner_lo && ow0 + MR <= inner_hi;
         if (rows) {
           for (int64_t i = 0; i < s.kernel_h; ++i) {
             const int64_t ih = oh * s.stride_h - s.pad_top + i * s.dilation_h;
