@@ -114,3 +114,17 @@ def test_empty_batch_and_all_padding_output(gen):
     assert dse.conv2d(torch.empty(0, 3, 8, 8), w, None, 1, 1).shape == (0, 4, 8, 8)
     x = randn(gen, 1, 3, 1, 1)
     torch.testing.assert_close(dse.conv2d(x, w, None, 1, 2), F.conv2d(x, w, None, 1, 2))
+
+
+def test_channels_last_weight_is_packed_once(gen):
+    """A channels_last model's dense weight is not contiguous: the packed copy is cached for
+    the weight itself, not made again from a per-call contiguous copy."""
+    x = randn(gen, 1, 3, 10, 10).contiguous(memory_format=torch.channels_last)
+    w = randn(gen, 8, 3, 3, 3).contiguous(memory_format=torch.channels_last)
+    assert not w.is_contiguous()
+    first = dse.conv2d(x, w, None, 2, 1)
+    misses = dse._C.packed_cache_misses()
+    second = dse.conv2d(x, w, None, 2, 1)
+    assert dse._C.packed_cache_misses() == misses
+    assert torch.equal(first, second)
+    torch.testing.assert_close(first, F.conv2d(x, w, None, 2, 1), rtol=1e-5, atol=1e-5)

@@ -62,7 +62,6 @@ at::Tensor conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const OptTe
   if (y.numel() == 0) return nchw_caller ? y.contiguous() : y;
   const ConvShape s = make_conv_shape(batch, cin, cout, x.size(2), x.size(3), g, act, layout);
   const at::Tensor xc = x.contiguous(memory_format(layout));
-  const at::Tensor w = weight.contiguous();
   const at::Tensor b = contiguous_or_undefined(bias);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dsconv::conv2d", [&] {
     KernelQuery q{Op::conv_forward, dtype_of<scalar_t>(), layout};
@@ -71,7 +70,7 @@ at::Tensor conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const OptTe
     const KernelEntry* entry = select_kernel(q);
     const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::ConvForward>(entry);
     at::Tensor packed;
-    const scalar_t* wp = kernel_weight<scalar_t>(entry, s, w, packed);
+    const scalar_t* wp = kernel_weight<scalar_t>(entry, s, weight, packed);
     const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* xp = xc.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();

@@ -22,18 +22,23 @@ inline int64_t packing_variant(const DwShape& s) { return s.channels; }
 inline int64_t packing_variant(const PwShape&) { return 0; }
 inline int64_t packing_variant(const ConvShape&) { return 0; }
 
-// The weight as `entry`'s kernel reads it: `weight` itself, or its packed form (cached
-// per weight tensor and version), kept alive by `storage`.
+// The weight as `entry`'s kernel reads it: `weight` (made contiguous), or its packed form,
+// cached per weight tensor and version, so `weight` should be the caller's own tensor (a
+// channels_last model's dense conv weight is not contiguous: a contiguous copy made per call
+// would be packed per call), kept alive by `storage`.
 template <typename T, typename Shape>
 const T* kernel_weight(const KernelEntry* entry, const Shape& shape, const at::Tensor& weight,
                        at::Tensor& storage) {
-  const T* w = weight.const_data_ptr<T>();
-  if (entry->pack == nullptr) return w;
+  if (entry->pack == nullptr) {
+    storage = weight.contiguous();
+    return storage.const_data_ptr<T>();
+  }
   const auto pack_fn = reinterpret_cast<typename PackFor<Shape>::template fn<T>>(entry->pack);
   storage = cached_packed_weight(weight, reinterpret_cast<const void*>(entry->pack),
                                  packing_variant(shape), [&] {
-    at::Tensor packed = at::empty({pack_fn(shape, w, nullptr)}, weight.options());
-    pack_fn(shape, w, packed.mutable_data_ptr<T>());
+    const at::Tensor w = weight.contiguous();
+    at::Tensor packed = at::empty({pack_fn(shape, w.const_data_ptr<T>(), nullptr)}, w.options());
+    pack_fn(shape, w.const_data_ptr<T>(), packed.mutable_data_ptr<T>());
     return packed;
   });
   return storage.const_data_ptr<T>();
