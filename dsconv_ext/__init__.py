@@ -36,8 +36,8 @@ __version__ = "0.1.0"
 if os.environ.get("DSCONV_ISA"):
     set_cpu_capability(os.environ["DSCONV_ISA"], _source="DSCONV_ISA")
 
-__all__ = ["depthwise", "pointwise", "separable", "inverted_residual", "squeeze_excite", "linear", "conv2d",
-           "GATES", "cpu_capability", "set_cpu_capability",
+__all__ = ["depthwise", "pointwise", "separable", "inverted_residual", "squeeze_excite",
+           "conv2d", "linear", "GATES", "cpu_capability", "set_cpu_capability",
            "supported_cpu_capabilities", "last_kernels", "ACTIVATIONS", "nn", "fold_bn",
            "convert", "ConvertReport", "models", "complexity"]
 

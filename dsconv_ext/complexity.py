@@ -243,8 +243,9 @@ def model_cost(model: nn.Module, input_size: Sequence[int] = (3, 224, 224),
     titles the table."""
     layers: List[LayerCost] = []
     names = {m: n for n, m in model.named_modules()}
-    counted = (nn.Conv2d, nn.Linear, dse_nn.DenseConv2d, dse_nn.DepthwiseConv2d, dse_nn.PointwiseConv2d,
-               dse_nn.SeparableConv2d, dse_nn.InvertedResidual, dse_nn.SqueezeExcite)
+    counted = (nn.Conv2d, nn.Linear, dse_nn.DenseConv2d, dse_nn.DepthwiseConv2d,
+               dse_nn.PointwiseConv2d, dse_nn.SeparableConv2d, dse_nn.InvertedResidual,
+               dse_nn.SqueezeExcite)
 
     def hook(m, inputs, out):
         if isinstance(m, dse_nn.InvertedResidual):  # one call: its stages, as if run apart

@@ -51,7 +51,8 @@ _FUSED_ACTIVATIONS = ("relu", "relu6", "hardswish", "hardsigmoid", "sigmoid")
 @dataclass
 class Replacement:
     path: str      # where the fused module is (the first conv's place)
-    kind: str      # 'inverted_residual', 'squeeze_excite', 'separable', 'depthwise', 'pointwise', 'dense', 'conv' or 'linear'
+    kind: str      # 'inverted_residual', 'squeeze_excite', 'separable', 'depthwise',
+    #                'pointwise', 'dense', 'conv' or 'linear'
     pattern: str   # what it replaced, e.g. 'depthwise+bn+relu6 -> pointwise+bn'
     replaced: List[str]  # the modules / calls it replaced, in order
 
@@ -97,7 +98,8 @@ class ConvertReport:
                  f"({c['inverted_residual']} inverted residual, {c['squeeze_excite']} squeeze-excite, "
                  f"{c['separable']} separable, "
                  f"{c['depthwise']} depthwise, {c['pointwise']} pointwise, {c['dense']} dense, "
-                 f"{c['conv']} other convolution with its BatchNorm folded), {c['linear']} linear, "
+                 f"{c['conv']} other convolution with its BatchNorm folded), "
+                 f"{c['linear']} linear, "
                  f"{c['batchnorm_folded']} BatchNorms folded, {c['activations_fused']} activations "
                  f"and {c['residual_adds_fused']} residual adds fused; returned as {'a torch.fx.GraphModule' if self.graph_module else 'the model'}"]
         lines += [f"  {n:4d} x {p}" for p, n in self.patterns.items()]
@@ -816,8 +818,8 @@ def convert(model: nn.Module, inplace: bool = False,
     """`model` with its depthwise / pointwise convolutions (and the BatchNorms and ReLU /
     ReLU6 / Hardswish activations that follow them) replaced by the fused modules of
     dsconv_ext.nn, and its nn.Linear modules by dsconv_ext.nn.Linear (the same parameters;
-    batch-1 calls on all threads); same outputs within float32 rounding. The model must be in eval mode
-    (BatchNorms are folded into the weights).
+    batch-1 calls on all threads); same outputs within float32 rounding. The model must be in
+    eval mode (BatchNorms are folded into the weights).
 
     Returns the converted model, or `(model, ConvertReport)` with `report=True`. The model
     keeps its class when every replaced step is a module called once; where a pattern

@@ -109,7 +109,8 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
                    activation)
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+def linear(x: torch.Tensor, weight: torch.Tensor,
+           bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """`F.linear(x, weight, bias)`; x is [*, in_features], weight [out_features, in_features].
     On the CPU, float32/float64 calls of at most 4 rows in all (a batch-1 classifier head)
     run as dsconv_ext.pointwise on 1x1 images, whose matrix-vector kernels read the weight
