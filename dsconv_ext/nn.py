@@ -85,6 +85,39 @@ def _explicit_padding(module: nn.Module):
     return (p[0], p[0], p[1], p[1])
 
 
+def _init_kernel_module(module: nn.Module, in_channels: int, out_channels: int,
+                        weight_in_channels: int, kernel_size, stride, padding, dilation,
+                        bias: bool, activation, device, dtype) -> None:
+    """The geometry attributes and parameters of a module with a kernel (DepthwiseConv2d,
+    DenseConv2d), named and shaped as nn.Conv2d's; `weight_in_channels` is weight.shape[1]."""
+    module.in_channels, module.out_channels = in_channels, out_channels
+    module.kernel_size = _pair(kernel_size, "kernel_size")
+    module.stride = _pair(stride, "stride")
+    module.padding = _padding(padding, module.stride, type(module).__name__)
+    module.dilation = _pair(dilation, "dilation")
+    module.activation = as_activation(activation)
+    factory = dict(device=device, dtype=dtype)
+    module.weight = nn.Parameter(torch.empty(out_channels, weight_in_channels, *module.kernel_size,
+                                             **factory))
+    if bias:
+        module.bias = nn.Parameter(torch.empty(out_channels, **factory))
+    else:
+        module.register_parameter("bias", None)
+    module.reset_parameters()
+
+
+def _kernel_module_from_modules(cls, kind: str, conv: nn.Conv2d, bn, activation):
+    """cls (DepthwiseConv2d or DenseConv2d) computing activation(bn(conv(x))): see
+    DepthwiseConv2d.from_modules."""
+    _from_conv_check(cls.__name__, conv, kind)
+    module = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                 conv.padding, conv.dilation, bias=conv.bias is not None or bn is not None,
+                 activation=as_activation(activation), device=conv.weight.device,
+                 dtype=conv.weight.dtype)
+    _copy_conv_params(module, conv, bn)
+    return module
+
+
 def _geometry_repr(module) -> str:
     """extra_repr of a module with a kernel, stride, padding and dilation."""
     s = (f"{module.in_channels}, {module.out_channels}, kernel_size={module.kernel_size}, "
@@ -121,19 +154,8 @@ class DepthwiseConv2d(nn.Module):
         if out_channels % in_channels != 0:
             raise ValueError(f"{what}: out_channels ({out_channels}) must be a multiple of "
                              f"in_channels ({in_channels})")
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.padding = _padding(padding, self.stride, what)
-        self.dilation = _pair(dilation, "dilation")
-        self.activation = as_activation(activation)
-        factory = dict(device=device, dtype=dtype)
-        self.weight = nn.Parameter(torch.empty(out_channels, 1, *self.kernel_size, **factory))
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_channels, **factory))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _init_kernel_module(self, in_channels, out_channels, 1, kernel_size, stride, padding,
+                            dilation, bias, activation, device, dtype)
 
     @property
     def groups(self) -> int:
@@ -159,13 +181,7 @@ class DepthwiseConv2d(nn.Module):
         fold.BatchNormParams), folded into the weights;
         activation: None, a name, or an nn.ReLU / ReLU6 / Hardswish / Identity module.
         The parameters are copies; the given modules are not changed."""
-        _from_conv_check(cls.__name__, conv, "depthwise")
-        module = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                     conv.padding, conv.dilation, bias=conv.bias is not None or bn is not None,
-                     activation=as_activation(activation), device=conv.weight.device,
-                     dtype=conv.weight.dtype)
-        _copy_conv_params(module, conv, bn)
-        return module
+        return _kernel_module_from_modules(cls, "depthwise", conv, bn, activation)
 
 
 class PointwiseConv2d(nn.Module):
@@ -231,18 +247,8 @@ class DenseConv2d(nn.Module):
                  bias: bool = True, activation: Optional[str] = None, device=None, dtype=None):
         super().__init__()
         _check_channels(type(self).__name__, in_channels=in_channels, out_channels=out_channels)
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride, self.dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
-        self.padding = _padding(padding, self.stride, type(self).__name__)
-        self.activation = as_activation(activation)
-        factory = dict(device=device, dtype=dtype)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size, **factory))
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_channels, **factory))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _init_kernel_module(self, in_channels, out_channels, in_channels, kernel_size, stride,
+                            padding, dilation, bias, activation, device, dtype)
 
     def reset_parameters(self) -> None:
         _reset(self.weight, self.bias)
@@ -259,13 +265,7 @@ class DenseConv2d(nn.Module):
                      activation: Activation = None) -> "DenseConv2d":
         """`activation(bn(conv(x)))` as one module. conv: an nn.Conv2d with groups=1 and zero
         padding; bn and activation as in DepthwiseConv2d.from_modules."""
-        _from_conv_check(cls.__name__, conv, "dense")
-        module = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                     conv.padding, conv.dilation, bias=conv.bias is not None or bn is not None,
-                     activation=as_activation(activation), device=conv.weight.device,
-                     dtype=conv.weight.dtype)
-        _copy_conv_params(module, conv, bn)
-        return module
+        return _kernel_module_from_modules(cls, "dense", conv, bn, activation)
 
 
 class SeparableConv2d(nn.Module):

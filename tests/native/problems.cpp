@@ -59,17 +59,25 @@ void pads_for(int mode, int64_t span, int64_t* before, int64_t* after) {
   *after = mode == 0 ? 0 : mode == 1 ? span / 2 : 1;
 }
 
+// The padding of `pad_mode` for geometry g and the output size it gives; false when the
+// kernel does not fit the padded input.
+bool padded_output(const DwGeometry& g, int64_t in_h, int64_t in_w, int pad_mode, int64_t* pt,
+                   int64_t* pb, int64_t* pl, int64_t* pr, int64_t* out_h, int64_t* out_w) {
+  const int64_t span_h = g.dil * (g.kh - 1), span_w = g.dil * (g.kw - 1);
+  pads_for(pad_mode, span_h, pt, pb);
+  pads_for(pad_mode, span_w, pl, pr);
+  if (in_h + *pt + *pb < span_h + 1 || in_w + *pl + *pr < span_w + 1) return false;
+  *out_h = (in_h + *pt + *pb - span_h - 1) / g.sh + 1;
+  *out_w = (in_w + *pl + *pr - span_w - 1) / g.sw + 1;
+  return true;
+}
+
 // The problem of op for this geometry and sizes; false when the kernel does not fit the
 // padded input.
 bool make_dw(Op op, const DwGeometry& g, int64_t batch, int64_t channels, int64_t in_h,
              int64_t in_w, int pad_mode, Layout layout, Activation act, bool bias, Problem* p) {
-  const int64_t span_h = g.dil * (g.kh - 1), span_w = g.dil * (g.kw - 1);
-  int64_t pt, pb, pl, pr;
-  pads_for(pad_mode, span_h, &pt, &pb);
-  pads_for(pad_mode, span_w, &pl, &pr);
-  if (in_h + pt + pb < span_h + 1 || in_w + pl + pr < span_w + 1) return false;
-  const int64_t out_h = (in_h + pt + pb - span_h - 1) / g.sh + 1;
-  const int64_t out_w = (in_w + pl + pr - span_w - 1) / g.sw + 1;
+  int64_t pt, pb, pl, pr, out_h, out_w;
+  if (!padded_output(g, in_h, in_w, pad_mode, &pt, &pb, &pl, &pr, &out_h, &out_w)) return false;
   const int64_t cm = channels * g.mult;
   const Strides xs = dense_strides(channels, in_h, in_w, layout);
   const Strides ys = dense_strides(cm, out_h, out_w, layout);
@@ -162,13 +170,8 @@ std::vector<Problem> dw_problems(const KernelEntry& e) {
 // kernel does not fit the padded input.
 bool make_conv(const DwGeometry& g, int64_t batch, int64_t cin, int64_t cout, int64_t in_h,
                int64_t in_w, int pad_mode, Layout layout, Activation act, bool bias, Problem* p) {
-  const int64_t span_h = g.dil * (g.kh - 1), span_w = g.dil * (g.kw - 1);
-  int64_t pt, pb, pl, pr;
-  pads_for(pad_mode, span_h, &pt, &pb);
-  pads_for(pad_mode, span_w, &pl, &pr);
-  if (in_h + pt + pb < span_h + 1 || in_w + pl + pr < span_w + 1) return false;
-  const int64_t out_h = (in_h + pt + pb - span_h - 1) / g.sh + 1;
-  const int64_t out_w = (in_w + pl + pr - span_w - 1) / g.sw + 1;
+  int64_t pt, pb, pl, pr, out_h, out_w;
+  if (!padded_output(g, in_h, in_w, pad_mode, &pt, &pb, &pl, &pr, &out_h, &out_w)) return false;
   const Strides xs = dense_strides(cin, in_h, in_w, layout), ys = dense_strides(cout, out_h, out_w, layout);
   p->op = Op::conv_forward;
   p->conv = ConvShape{batch, cin, cout, in_h, in_w, out_h, out_w, g.kh, g.kw, g.sh, g.sw, pt, pl,
