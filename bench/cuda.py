@@ -82,12 +82,15 @@ def main(argv=None):
         sys.exit("bench.cuda: no CUDA device")
     dse = env.import_dsconv()
     torch.backends.cudnn.benchmark = True
+    # float32 ATen as exact float32, as ours: TF32 would round its inputs to 10 mantissa bits.
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     layers = load_layers()
     if args.layers:
         keep = {int(v) for v in args.layers.split(",")}
         layers = [layer for layer in layers if layer.id in keep]
-    rows = []
-    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}; µs per call (median)")
+    rows, mismatches = [], []
+    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, TF32 off; "
+          "µs per call (median)")
     print("| layer | op | dtype | batch | layout | dsconv | ATen | speed-up |")
     print("|---|---|---|---|---|---|---|---|")
     for dtype_name in args.dtypes.split(","):
@@ -100,17 +103,25 @@ def main(argv=None):
                     for layout, fmt in (("nchw", torch.contiguous_format),
                                         ("cl", torch.channels_last)):
                         ours, aten = variants(dse, layer, op, batch, dtype, fmt)
-                        check(ours(), aten(), dtype, f"layer {layer.id} {op} {layout}")
+                        where = (f"{layer.id} {layer.label} | {op} | {dtype_name} | {batch} | "
+                                 f"{layout}")
+                        try:
+                            check(ours(), aten(), dtype, where)
+                        except AssertionError as e:  # reported, never timed
+                            mismatches.append(str(e))
+                            print(f"| {where} | wrong result | | |", flush=True)
+                            continue
                         t_ours, t_aten = time_us(ours, args.reps), time_us(aten, args.reps)
                         rows.append(dict(layer=layer.id, label=layer.label, op=op, dtype=dtype_name,
                                          batch=batch, layout=layout, dsconv_us=t_ours,
                                          aten_us=t_aten))
-                        print(f"| {layer.id} {layer.label} | {op} | {dtype_name} | {batch} | "
-                              f"{layout} | {t_ours:.1f} | {t_aten:.1f} | {t_aten / t_ours:.2f}x |",
+                        print(f"| {where} | {t_ours:.1f} | {t_aten:.1f} | {t_aten / t_ours:.2f}x |",
                               flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"device": torch.cuda.get_device_name(),
                                           "torch": torch.__version__, "rows": rows}, indent=1))
+    if mismatches:
+        sys.exit("bench.cuda: results differ from ATen's:\n" + "\n".join(mismatches))
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import dsconv_ext as dse
-import test_gradcheck
-import test_opcheck
+import test_gradcheck as gradcheck_cases
+import test_opcheck as opcheck_cases
 from _cases import AXES, build, check_forward, valid
 from _ref import case_id, check_grads, pairwise_grid, to_device
 
@@ -71,12 +71,12 @@ def test_grads_grid(op, index, case):
 
 @pytest.mark.parametrize("op", ["depthwise", "pointwise", "separable"])
 def test_gradcheck(op):
-    for param in test_gradcheck.params(op):
-        test_gradcheck.run_gradcheck(op, param.values[0], device="cuda")
+    for param in gradcheck_cases.params(op):
+        gradcheck_cases.run_gradcheck(op, param.values[0], device="cuda")
 
 
 @pytest.mark.parametrize("op, args", [pytest.param(op, args, id=f"{op}-{name}")
-                                      for op, name, args in test_opcheck.cases()])
+                                      for op, name, args in opcheck_cases.cases()])
 def test_opcheck(op, args):
     torch.library.opcheck(getattr(torch.ops.dsconv, op), tuple(to_device(a, "cuda") for a in args))
 

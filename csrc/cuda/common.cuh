@@ -36,6 +36,22 @@ template <> __device__ __forceinline__ __nv_bfloat16 store_as<__nv_bfloat16, flo
   return __float2bfloat16_rn(v);
 }
 
+// Bytes of one accumulator of `dtype` (Acc<T>).
+inline int64_t acc_size(DType dtype) { return dtype == DType::f64 ? 8 : 4; }
+
+// The second pass of a deterministic split reduction: out[i] = sum over e of
+// ws[e * count + i], e ascending (the weight gradients' partial sums).
+template <typename AccT, typename T>
+__global__ void __launch_bounds__(256)
+    sum_entries(const AccT* __restrict__ ws, int64_t entries, int64_t count, T* __restrict__ out) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    AccT v = AccT(0);
+    for (int64_t e = 0; e < entries; ++e) v += ws[e * count + i];
+    out[i] = store_as<T>(v);
+  }
+}
+
 // Calls fn(T{}) with T the element type of `dtype`.
 template <typename Fn> void with_element_type(DType dtype, const Fn& fn) {
   switch (dtype) {

@@ -3,10 +3,14 @@
 //   value fed (every multiplier channel and tap whose output position is on the stride
 //   grid and inside the output). No atomics, so the result is deterministic.
 // - dwconv_grad_weight: one block per output channel (NCHW) or per 32 output channels
-//   (NHWC, channel fastest across threads); each thread sums its share of the
-//   batch x output pixels for every tap in registers, then the block adds the shares in a
-//   fixed tree order: deterministic, no atomics. 3x3 and 5x5 keep all taps per thread;
-//   other kernel sizes take one tap per block (blockIdx.y).
+//   (NHWC, channel fastest across threads) and per chunk of the batch x output pixels
+//   (blockIdx.z); each thread sums its share of the chunk for every tap in registers, then
+//   the block adds the shares in a fixed tree order. With several chunks each writes its
+//   partial sums to a workspace that sum_entries adds in chunk order: deterministic, no
+//   atomics. 3x3 and 5x5 keep all taps per thread; other kernel sizes take one tap per
+//   block (blockIdx.y).
+#include <algorithm>
+
 #include "dwconv_index.cuh"
 
 namespace dsconv::cuda {
@@ -60,11 +64,13 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
-// KH == 0: run-time kernel size, tap blockIdx.y (grid-stride over the taps).
-template <typename T, typename I, bool ChannelsFastest, int KH, int KW>
+// KH == 0: run-time kernel size, tap blockIdx.y (grid-stride over the taps). Chunk
+// blockIdx.z sums positions [z * chunk, (z + 1) * chunk) into out[z * C*M * taps + ...]
+// (TOut = T: the weight gradient itself, one chunk; TOut = Acc<T>: a workspace entry).
+template <typename T, typename TOut, typename I, bool ChannelsFastest, int KH, int KW>
 __global__ void __launch_bounds__(kThreads, 1)
     dwconv_grad_weight(const DwShape s, const T* __restrict__ gy, const T* __restrict__ x,
-                       T* __restrict__ gw) {
+                       int64_t chunk, TOut* __restrict__ out) {
   using AccT = Acc<T>;
   constexpr int kLanes = ChannelsFastest ? 32 : 1;   // channels per block
   constexpr int kShares = kThreads / kLanes;         // threads per channel
@@ -76,6 +82,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const I in_h = static_cast<I>(s.in_h), in_w = static_cast<I>(s.in_w);
   const I kw_n = static_cast<I>(s.kernel_w), taps = static_cast<I>(s.kernel_h) * kw_n;
   const I positions = static_cast<I>(s.batch) * out_h * out_w;
+  const I p_begin = I(blockIdx.z) * static_cast<I>(chunk);
+  const I chunk_end = p_begin + static_cast<I>(chunk);
+  const I p_end = chunk_end < positions ? chunk_end : positions;
+  TOut* const gw = out + I(blockIdx.z) * out_channels * taps;
   // The loops below are uniform over the block (they depend on block indices only), so
   // every thread reaches every __syncthreads.
   for (I oc0 = I(blockIdx.x) * kLanes; oc0 < out_channels; oc0 += I(gridDim.x) * kLanes) {
@@ -86,7 +96,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       AccT acc[kTaps];
 #pragma unroll
       for (int k = 0; k < kTaps; ++k) acc[k] = AccT(0);
-      for (I p = share; active && p < positions; p += kShares) {
+      for (I p = p_begin + share; active && p < p_end; p += kShares) {
         const I ow = p % out_w, q = p / out_w;
         const I oh = q % out_h, n = q / out_h;
         const AccT g = load_as<AccT>(gy + n * static_cast<I>(s.y_ns) + oc * static_cast<I>(s.y_cs) +
@@ -114,30 +124,68 @@ __global__ void __launch_bounds__(kThreads, 1)
           if (share < half) partial[threadIdx.x] += partial[threadIdx.x + half * kLanes];
           __syncthreads();
         }
-        if (share == 0 && active) gw[oc * taps + tap0 + k] = store_as<T>(partial[lane]);
+        if (share == 0 && active) gw[oc * taps + tap0 + k] = store_as<TOut>(partial[lane]);
         __syncthreads();  // partial is rewritten by the next tap
       }
     }
   }
 }
 
-template <typename T, bool ChannelsFastest>
-void launch_grad_weight(const DwShape& s, const T* gy, const T* x, T* gw, cudaStream_t st) {
+// Chunks of the batch x output pixels for the weight gradient: enough blocks to fill the
+// GPU (~1024), each thread still summing >= 32 positions. Depends on the shape alone, so
+// the summation order, and the result, are the same on every run and every GPU.
+int64_t grad_weight_chunks(const DwShape& s) {
+  const bool nhwc = s.layout == Layout::nhwc;
+  const int64_t lanes = nhwc ? 32 : 1, shares = kThreads / lanes;
+  const int64_t kh = s.kernel_h, kw = s.kernel_w;
+  const bool fixed_taps = (kh == 3 && kw == 3) || (kh == 5 && kw == 5);  // taps in registers
+  const int64_t blocks = (s.out_channels() + lanes - 1) / lanes * (fixed_taps ? 1 : kh * kw);
+  const int64_t positions = s.batch * s.out_h * s.out_w;
+  const int64_t most = (positions + shares * 32 - 1) / (shares * 32);
+  return std::max<int64_t>(1, std::min<int64_t>({(1024 + blocks - 1) / blocks, most, 4096}));
+}
+
+template <typename T, typename TOut, bool ChannelsFastest>
+void launch_grad_weight(const DwShape& s, const T* gy, const T* x, int64_t chunks, TOut* out,
+                        cudaStream_t st) {
   constexpr int lanes = ChannelsFastest ? 32 : 1;
+  const int64_t positions = s.batch * s.out_h * s.out_w;
+  const int64_t chunk = (positions + chunks - 1) / chunks;
   const unsigned blocks = grid_for(s.out_channels(), lanes);
-  const bool small = dw_fits_int32(s);
+  const dim3 grid(blocks, 1, static_cast<unsigned>(chunks));
+  const bool small = dw_fits_int32(s) && fits_int32({chunks * dw_weight_elems(s)});
   if (small && s.kernel_h == 3 && s.kernel_w == 3) {
-    dwconv_grad_weight<T, int, ChannelsFastest, 3, 3><<<blocks, kThreads, 0, st>>>(s, gy, x, gw);
+    dwconv_grad_weight<T, TOut, int, ChannelsFastest, 3, 3><<<grid, kThreads, 0, st>>>(s, gy, x,
+                                                                                   chunk, out);
   } else if (small && s.kernel_h == 5 && s.kernel_w == 5) {
-    dwconv_grad_weight<T, int, ChannelsFastest, 5, 5><<<blocks, kThreads, 0, st>>>(s, gy, x, gw);
+    dwconv_grad_weight<T, TOut, int, ChannelsFastest, 5, 5><<<grid, kThreads, 0, st>>>(s, gy, x,
+                                                                                   chunk, out);
   } else {
-    const dim3 grid(blocks, grid_for(s.kernel_h * s.kernel_w, 1));
+    const dim3 tap_grid(blocks, grid_for(s.kernel_h * s.kernel_w, 1), grid.z);
     if (small) {
-      dwconv_grad_weight<T, int, ChannelsFastest, 0, 0><<<grid, kThreads, 0, st>>>(s, gy, x, gw);
+      dwconv_grad_weight<T, TOut, int, ChannelsFastest, 0, 0><<<tap_grid, kThreads, 0, st>>>(
+          s, gy, x, chunk, out);
     } else {
-      dwconv_grad_weight<T, int64_t, ChannelsFastest, 0, 0><<<grid, kThreads, 0, st>>>(s, gy, x, gw);
+      dwconv_grad_weight<T, TOut, int64_t, ChannelsFastest, 0, 0><<<tap_grid, kThreads, 0, st>>>(
+          s, gy, x, chunk, out);
     }
   }
+}
+
+// The weight gradient in one pass (one chunk) or as chunk partials + sum_entries.
+template <typename T, bool ChannelsFastest>
+void launch_grad_weight(const DwShape& s, const T* gy, const T* x, T* gw, void* workspace,
+                        cudaStream_t st) {
+  using AccT = Acc<T>;
+  const int64_t chunks = grad_weight_chunks(s);
+  if (chunks == 1) {
+    launch_grad_weight<T, T, ChannelsFastest>(s, gy, x, 1, gw, st);
+    return;
+  }
+  auto* ws = static_cast<AccT*>(workspace);
+  launch_grad_weight<T, AccT, ChannelsFastest>(s, gy, x, chunks, ws, st);
+  const int64_t count = dw_weight_elems(s);
+  sum_entries<AccT, T><<<grid_for(count, 256), 256, 0, st>>>(ws, chunks, count, gw);
 }
 
 template <typename T, bool ChannelsFastest, bool UnitStride>
@@ -179,8 +227,13 @@ const char* depthwise_backward_input(DType dtype, const DwShape& s, const void* 
   return last_error();
 }
 
+int64_t depthwise_backward_weight_workspace(DType dtype, const DwShape& s) {
+  const int64_t chunks = grad_weight_chunks(s);
+  return chunks > 1 ? chunks * dw_weight_elems(s) * acc_size(dtype) : 0;
+}
+
 const char* depthwise_backward_weight(DType dtype, const DwShape& s, const void* gy,
-                                      const void* x, void* gw, void* stream) {
+                                      const void* x, void* gw, void* workspace, void* stream) {
   if (dw_weight_elems(s) == 0) return nullptr;
   const auto st = static_cast<cudaStream_t>(stream);
   with_element_type(dtype, [&](auto tag) {
@@ -189,9 +242,9 @@ const char* depthwise_backward_weight(DType dtype, const DwShape& s, const void*
     const auto* xp = static_cast<const T*>(x);
     auto* gwp = static_cast<T*>(gw);
     if (s.layout == Layout::nhwc) {
-      launch_grad_weight<T, true>(s, gyp, xp, gwp, st);
+      launch_grad_weight<T, true>(s, gyp, xp, gwp, workspace, st);
     } else {
-      launch_grad_weight<T, false>(s, gyp, xp, gwp, st);
+      launch_grad_weight<T, false>(s, gyp, xp, gwp, workspace, st);
     }
   });
   return last_error();

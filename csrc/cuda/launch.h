@@ -26,9 +26,12 @@ const char* depthwise_forward(DType dtype, const DwShape& s, const void* x, cons
 const char* depthwise_backward_input(DType dtype, const DwShape& s, const void* gy,
                                      const void* weight, void* gx, void* stream);
 
+// Bytes of scratch depthwise_backward_weight needs for this shape (its deterministic
+// split reduction over chunks of pixels); the caller allocates them on the device.
+int64_t depthwise_backward_weight_workspace(DType dtype, const DwShape& s);
 // gw [C*M, kh, kw] = sum over the batch and output pixels; deterministic (no atomics).
 const char* depthwise_backward_weight(DType dtype, const DwShape& s, const void* gy,
-                                      const void* x, void* gw, void* stream);
+                                      const void* x, void* gw, void* workspace, void* stream);
 
 // y = act(W . x + bias) per pixel. `transposed_weight`: the weight is given as
 // [C_in, C_out] (so W^T . gy, the input gradient, needs no transposed copy).

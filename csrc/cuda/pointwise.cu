@@ -37,18 +37,6 @@ SplitPlan plan_weight_grad(int64_t M, int64_t N, int64_t K, int64_t R) {
   return p;
 }
 
-// out[i] = sum over e of ws[e * count + i], e ascending.
-template <typename AccT, typename T>
-__global__ void __launch_bounds__(256)
-    sum_entries(const AccT* __restrict__ ws, int64_t entries, int64_t count, T* __restrict__ out) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    AccT v = AccT(0);
-    for (int64_t e = 0; e < entries; ++e) v += ws[e * count + i];
-    out[i] = store_as<T>(v);
-  }
-}
-
 template <typename T, typename TC>
 void launch_gemm(const GemmArgs& g, const T* a, const StridedLoader<T>& b, const T* bias, TC* c,
                  bool small, cudaStream_t st) {
@@ -59,7 +47,6 @@ void launch_gemm(const GemmArgs& g, const T* a, const StridedLoader<T>& b, const
   }
 }
 
-int64_t acc_size(DType dtype) { return dtype == DType::f64 ? 8 : 4; }
 
 }  // namespace
 

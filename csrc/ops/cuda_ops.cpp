@@ -92,8 +92,12 @@ at::Tensor depthwise_backward_weight_cuda(const at::Tensor& grad_out, const at::
   const at::Tensor xc = x.contiguous(memory_format(layout));
   const at::Tensor gy = grad_out.contiguous(memory_format(layout));
   at::Tensor gw = at::empty(weight_size, x.options());  // contiguous [C*M, 1, kh, kw]
-  check_launch(cuda::depthwise_backward_weight(cuda_dtype(gw), s, gy.const_data_ptr(),
-                                               xc.const_data_ptr(), gw.mutable_data_ptr(),
+  const cuda::DType dtype = cuda_dtype(gw);
+  const int64_t bytes = cuda::depthwise_backward_weight_workspace(dtype, s);
+  at::Tensor workspace = at::empty({bytes}, x.options().dtype(at::kByte));
+  check_launch(cuda::depthwise_backward_weight(dtype, s, gy.const_data_ptr(), xc.const_data_ptr(),
+                                               gw.mutable_data_ptr(),
+                                               bytes > 0 ? workspace.mutable_data_ptr() : nullptr,
                                                current_stream(gw)),
                "depthwise_backward_weight");
   return gw;

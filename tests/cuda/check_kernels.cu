@@ -168,7 +168,8 @@ void check_case(const Geometry& g, Layout layout, Activation act, bool bias, std
   std::vector<double> ref_gw(mid * taps);
   dwconv_bwd_weight_generic_any_f64_scalar(s_lin, gy.d.data(), x.d.data(), ref_gw.data(), 0, mid);
   Device<T> dgw(mid * taps);
-  err = cuda::depthwise_backward_weight(dtype_of<T>(), s_lin, dgy.p, dx.p, dgw.p, nullptr);
+  Device<char> dw_ws(cuda::depthwise_backward_weight_workspace(dtype_of<T>(), s_lin));
+  err = cuda::depthwise_backward_weight(dtype_of<T>(), s_lin, dgy.p, dx.p, dgw.p, dw_ws.p, nullptr);
   compare("dw_backward_weight", err, dgw.read(), ref_gw, tol, name, g, layout);
 
   // pointwise forward (on the depthwise output shape), transposed weight, weight gradient
@@ -241,6 +242,7 @@ int main() {
       {2, 3, 1, 9, 8, 4, 2, 1, 1, 1, 2, 0, 1, 3, 1, 2},       // even kernel, dilation 3
       {3, 4, 1, 48, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5},     // pw weight grad split by images
       {1, 3, 1, 97, 95, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 6},     // ... split along pixels
+      {2, 3, 1, 20, 20, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 4},     // dw weight grad chunks, generic
   };
   const Activation acts[] = {Activation::none, Activation::relu, Activation::relu6,
                              Activation::hardswish};
