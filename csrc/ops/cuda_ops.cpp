@@ -35,6 +35,16 @@ void* current_stream(const at::Tensor& t) {
   return c10::impl::getDeviceGuardImpl(t.device().type())->getStream(t.device()).native_handle();
 }
 
+// Device scratch of `bytes` for a launcher's split reduction, or none (null) when it needs
+// none. Freed on return while the kernels may still run: the caching allocator hands the
+// block out again only in stream order.
+struct Workspace {
+  at::Tensor bytes;
+  Workspace(int64_t size, const at::Tensor& like)
+      : bytes(size > 0 ? at::empty({size}, like.options().dtype(at::kByte)) : at::Tensor()) {}
+  void* get() { return bytes.defined() ? bytes.mutable_data_ptr() : nullptr; }
+};
+
 void check_launch(const char* error, const char* op) {
   TORCH_CHECK(error == nullptr, "dsconv::", op, ": CUDA kernel launch failed: ", error);
 }
@@ -93,11 +103,9 @@ at::Tensor depthwise_backward_weight_cuda(const at::Tensor& grad_out, const at::
   const at::Tensor gy = grad_out.contiguous(memory_format(layout));
   at::Tensor gw = at::empty(weight_size, x.options());  // contiguous [C*M, 1, kh, kw]
   const cuda::DType dtype = cuda_dtype(gw);
-  const int64_t bytes = cuda::depthwise_backward_weight_workspace(dtype, s);
-  at::Tensor workspace = at::empty({bytes}, x.options().dtype(at::kByte));
+  Workspace workspace(cuda::depthwise_backward_weight_workspace(dtype, s), x);
   check_launch(cuda::depthwise_backward_weight(dtype, s, gy.const_data_ptr(), xc.const_data_ptr(),
-                                               gw.mutable_data_ptr(),
-                                               bytes > 0 ? workspace.mutable_data_ptr() : nullptr,
+                                               gw.mutable_data_ptr(), workspace.get(),
                                                current_stream(gw)),
                "depthwise_backward_weight");
   return gw;
@@ -154,11 +162,9 @@ at::Tensor pointwise_backward_weight_cuda(const at::Tensor& grad_out, const at::
   const at::Tensor gy = grad_out.contiguous(memory_format(layout));
   at::Tensor gw = at::empty({out_channels, in_channels, 1, 1}, x.options());
   const cuda::DType dtype = cuda_dtype(gw);
-  const int64_t bytes = cuda::pointwise_backward_weight_workspace(dtype, s);
-  at::Tensor workspace = at::empty({bytes}, x.options().dtype(at::kByte));
+  Workspace workspace(cuda::pointwise_backward_weight_workspace(dtype, s), x);
   check_launch(cuda::pointwise_backward_weight(dtype, s, gy.const_data_ptr(), xc.const_data_ptr(),
-                                               gw.mutable_data_ptr(),
-                                               bytes > 0 ? workspace.mutable_data_ptr() : nullptr,
+                                               gw.mutable_data_ptr(), workspace.get(),
                                                current_stream(gw)),
                "pointwise_backward_weight");
   return gw;
