@@ -1,5 +1,5 @@
 """python -m bench.cuda: dsconv_ext's CUDA kernels vs ATen (cuDNN) on the layer tables of
-bench/shapes: depthwise forward (dw), depthwise weight gradient (dw_gw), pointwise (pw) and the fused
+bench/shapes: depthwise forward (dw), depthwise weight gradient (dw_gw), pointwise (pw) and the
 separable op (sep, vs ATen's two convolutions), NCHW and channels_last, float32 and float16,
 batch 1 and 32 by default. Every variant is checked against ATen before it is timed; times are
 the median of CUDA-event-timed repetitions (µs per call). Needs a GPU and a CUDA build."""
