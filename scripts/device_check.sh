@@ -58,6 +58,20 @@ step build $?
 # CPU tests beside the GPU ones: bad input first, in one process (-p no:xdist), so that a
 # crash names its test; then the rest of the suite.
 (export OMP_NUM_THREADS=2
+ # The error-path crash of 2026-11-26, bare: one bad call in plain Python (no pytest plugins;
+ # pytorch/pytorch#117645 is a crash in libgcc's unwinder when c10::Error captures its
+ # backtrace), then the same under pytest without its plugins' autoload.
+ for isa in scalar $ISA; do
+   DSCONV_ISA=$isa timeout 30 "$PY" -X faulthandler -c 'import torch, dsconv_ext as d
+try:
+    d.depthwise(torch.randn(1, 3, 5, 5), torch.randn(3, 1, 3, 3), padding=2**62)
+except ValueError as e:
+    print("raised:", str(e)[:60])' >> "$OUTDIR/cpu.log" 2>&1
+   step "bare error call $isa" $?
+ done
+ DSCONV_ISA=$ISA PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 timeout 30 "$BIN/pytest" tests/test_errors.py \
+   -x -q -p no:cacheprovider >> "$OUTDIR/cpu.log" 2>&1
+ step "test_errors without plugins" $?
  for isa in scalar avx2 $ISA; do  # does the error-path crash depend on the kernel set?
    DSCONV_ISA=$isa timeout 30 "$BIN/pytest" tests/test_bad_input.py tests/test_errors.py -v -x \
      -p no:cacheprovider -p no:xdist >> "$OUTDIR/cpu.log" 2>&1
