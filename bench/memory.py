@@ -1,6 +1,7 @@
 """python -m bench.memory: peak memory of one inference (batch 1 by default, 224x224,
 inference_mode) of each network, ATen eager (BatchNorm folded) against the model after
-dsconv_ext.convert, both layouts.
+dsconv_ext.convert, both layouts, and channels_last converted with pack_weights=False (no
+packed copies of the 1x1 weights). The ratios count the packed copies in.
 
 Counted: the tensors the forward holds (torch.profiler with profile_memory: each op's own
 allocations minus frees, and the frees between ops, in time order; the peak of their
@@ -15,7 +16,7 @@ import subprocess
 import sys
 
 NETS = ("v1", "v2", "v3l")
-VARIANTS = ("aten_nchw", "aten_cl", "dse_nchw", "dse_cl")
+VARIANTS = ("aten_nchw", "aten_cl", "dse_nchw", "dse_cl", "dse_cl_inplace")
 
 
 def held_bytes(fn):
@@ -62,8 +63,8 @@ def main(argv=None):
         return 0
     print(f"peak tensor memory of one inference beyond the model, batch {args.batch}, MiB "
           "(a fresh process per variant; + packed weights the first call cached)")
-    print("| net | " + " | ".join(VARIANTS) + " | dse_cl / aten_cl |")
-    print("|---|" + "---:|" * (len(VARIANTS) + 1))
+    print("| net | " + " | ".join(VARIANTS) + " | dse_cl / aten_cl | dse_cl_inplace / aten_cl |")
+    print("|---|" + "---:|" * (len(VARIANTS) + 2))
     for net in args.nets.split(","):
         kib = {}
         for variant in VARIANTS:
@@ -71,12 +72,14 @@ def main(argv=None):
                                   "--one", net, variant], capture_output=True, text=True,
                                  check=True)
             kib[variant] = json.loads(out.stdout.strip().splitlines()[-1])
-        ratio = kib["dse_cl"][0] / kib["aten_cl"][0] if kib["aten_cl"][0] else float("nan")
+        def ratio(v):  # packed copies included
+            return sum(kib[v]) / kib["aten_cl"][0] if kib["aten_cl"][0] else float("nan")
 
         def cell(v):
             peak, packed = kib[v]
             return f"{peak / 1024:.1f}" + (f" + {packed / 1024:.1f}" if packed else "")
-        print(f"| {net} | " + " | ".join(cell(v) for v in VARIANTS) + f" | {ratio:.2f} |")
+        print(f"| {net} | " + " | ".join(cell(v) for v in VARIANTS)
+              + f" | {ratio('dse_cl'):.2f} | {ratio('dse_cl_inplace'):.2f} |")
     return 0
 
 

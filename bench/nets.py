@@ -4,6 +4,8 @@ on each, all from one model with calibrated BatchNorm statistics.
 aten_nchw / aten_cl: eager PyTorch with every BatchNorm folded into its conv (NCHW input, and
                      channels_last model and input)
 dse_nchw / dse_cl:   the model after dsconv_ext.convert (which folds the BatchNorms too)
+dse_cl_inplace:      channels_last, converted with pack_weights=False (1x1 weights read in
+                     place: no packed copies; the low-memory configuration)
 peers:               the folded model lowered (bench/graph.py) and built for each runtime
 """
 import copy
@@ -14,6 +16,7 @@ from torch import nn
 NETS = {"v1": "mobilenet_v1", "v2": "mobilenet_v2", "v3l": "mobilenet_v3_large"}
 LABELS = {"v1": "MobileNet V1", "v2": "MobileNet V2", "v3l": "MobileNet V3-Large"}
 RESOLUTION = 224
+IN_PLACE = "dse_cl_inplace"  # the variant converted with pack_weights=False
 
 
 def calibrated(dse, key, seed=0):
@@ -76,8 +79,10 @@ def make_net(dse, key, batch):
     folded = fold_all_bn(dse, model)
     folded_cl = copy.deepcopy(folded).to(memory_format=torch.channels_last)
     converted = dse.convert(model)
+    in_place = dse.convert(model, pack_weights=False)
     x = torch.randn(batch, 3, RESOLUTION, RESOLUTION, generator=torch.Generator().manual_seed(1))
     x_cl = x.contiguous(memory_format=torch.channels_last)
     variants = {"dse_nchw": lambda: converted(x), "dse_cl": lambda: converted(x_cl),
+                IN_PLACE: lambda: in_place(x_cl),
                 "aten_nchw": lambda: folded(x), "aten_cl": lambda: folded_cl(x_cl)}
     return variants, folded, x, converted

@@ -3,7 +3,8 @@ runtime. Returns the files written, or a one-line note when matplotlib is missin
 from .report import PEER_NAMES
 
 RUNTIMES = (("aten_nchw", "ATen NCHW"), ("aten_cl", "ATen CL"), ("dse_nchw", "dsconv NCHW"),
-            ("dse_cl", "dsconv CL"), ("ort", "ONNX Runtime"), ("litert", "LiteRT (XNNPACK)"))
+            ("dse_cl", "dsconv CL"), ("dse_cl_inplace", "dsconv CL, pack_weights=False"),
+            ("ort", "ONNX Runtime"), ("litert", "LiteRT (XNNPACK)"))
 
 
 def _pyplot():

@@ -5,12 +5,14 @@ import math
 import sys
 from dataclasses import asdict
 
+from .nets import IN_PLACE
 from .ops import ATEN_VARIANTS, DSE_VARIANTS
 
 LAYER_COLUMNS = ("id", "net", "layer", "dse NCHW µs", "dse CL µs", "GFLOP/s", "% peak",
                  "vs ATen NCHW", "vs ATen CL", "vs ORT", "vs LiteRT", "spread")
-NET_COLUMNS = ("net", "thr", "batch", "ATen NCHW", "ATen CL", "dsconv NCHW", "dsconv CL", "ORT",
-               "LiteRT", "dsconv vs best other", "peer max err", "spread")
+NET_COLUMNS = ("net", "thr", "batch", "ATen NCHW", "ATen CL", "dsconv NCHW", "dsconv CL",
+               "dsconv CL, pack_weights=False", "ORT", "LiteRT", "dsconv vs best other",
+               "peer max err", "spread")
 LEFT = {"id", "net", "layer"}
 PEER_COLUMNS = {"ort": "vs ORT", "litert": "vs LiteRT"}
 NOISY = 0.5  # (p90 - p10) / median above this: the run is flagged
@@ -135,13 +137,14 @@ def net_cells(rows):
     cells = []
     for r in rows:
         t = r["times_us"]
-        others = {k: v["median_us"] for k, v in t.items() if k not in DSE_VARIANTS}
+        others = {k: v["median_us"] for k, v in t.items()
+                  if k not in DSE_VARIANTS and k != IN_PLACE}
         best_dse = min(t[v]["median_us"] for v in DSE_VARIANTS)
         peer_err = [e for k, e in r["max_rel_error"].items() if k in PEER_COLUMNS]
         cells.append([r["label"], str(r["threads"]), str(r["batch"]),
                       *(fmt_ms(t[v]["median_us"]) if v in t else "-"
-                        for v in ("aten_nchw", "aten_cl", "dse_nchw", "dse_cl", "ort",
-                                  "litert")),
+                        for v in ("aten_nchw", "aten_cl", "dse_nchw", "dse_cl", IN_PLACE,
+                                  "ort", "litert")),
                       fmt_x(min(others.values()) / best_dse),
                       f"{max(peer_err):.1e}" if peer_err else "-",
                       f"{100 * r['spread']:.0f}%"])

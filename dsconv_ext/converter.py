@@ -813,8 +813,8 @@ def _convert_linears(model: nn.Module, report: ConvertReport) -> nn.Module:
     return model
 
 
-def convert(model: nn.Module, inplace: bool = False,
-            report: bool = False) -> Union[nn.Module, Tuple[nn.Module, ConvertReport]]:
+def convert(model: nn.Module, inplace: bool = False, report: bool = False,
+            pack_weights: bool = True) -> Union[nn.Module, Tuple[nn.Module, ConvertReport]]:
     """`model` with its depthwise / pointwise convolutions (and the BatchNorms and ReLU /
     ReLU6 / Hardswish activations that follow them) replaced by the fused modules of
     dsconv_ext.nn, and its nn.Linear modules by dsconv_ext.nn.Linear (the same parameters;
@@ -827,7 +827,13 @@ def convert(model: nn.Module, inplace: bool = False,
     a torch.fx.GraphModule (same parameter names for what was not replaced).
 
     inplace=False works on a deep copy; inplace=True edits `model`'s modules (when the
-    result is a GraphModule, `model` itself is left as it was but shares its parameters)."""
+    result is a GraphModule, `model` itself is left as it was but shares its parameters).
+
+    pack_weights=False stores the 1x1 weights of the pointwise, separable and
+    inverted-residual modules input-major (PointwiseConv2d.weight_in_place_), where the CPU
+    kernels read them in place: no packed copies are cached, so one inference needs no more
+    memory than ATen's, at some speed (README, "Memory"). The default caches a packed copy of
+    each 1x1 weight at its first call."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert expects an nn.Module, got {type(model).__name__}")
     if model.training:
@@ -850,7 +856,19 @@ def convert(model: nn.Module, inplace: bool = False,
     else:
         converted = _convert(model, "", uses, result)
     converted = _convert_linears(converted, result)
+    if not pack_weights:
+        _weights_in_place(converted)
     return (converted, result) if report else converted
+
+
+def _weights_in_place(model: nn.Module) -> None:
+    """Every PointwiseConv2d's weight input-major, but squeeze-excite FCs': at a few images
+    their op runs matrix-vector kernels on ATen's layout (no packed copy either)."""
+    fcs = {id(m) for se in model.modules() if isinstance(se, dse_nn.SqueezeExcite)
+           for m in (se.fc1, se.fc2)}
+    for m in model.modules():
+        if isinstance(m, dse_nn.PointwiseConv2d) and id(m) not in fcs:
+            m.weight_in_place_()
 
 
 __all__ = ["convert", "ConvertReport", "Replacement", "Skip"]

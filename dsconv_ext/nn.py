@@ -184,10 +184,39 @@ class DepthwiseConv2d(nn.Module):
         return _kernel_module_from_modules(cls, "depthwise", conv, bn, activation)
 
 
+def is_input_major(weight: torch.Tensor) -> bool:
+    """Whether a [C_out, C_in, 1, 1] weight is stored input-major (each input's C_out weights
+    contiguous, inputs at least C_out apart), the layout the CPU kernels read in place."""
+    co, ci = weight.shape[:2]
+    return (co == 1 or weight.stride(0) == 1) and (ci == 1 or weight.stride(1) >= co)
+
+
+def input_major(weight: torch.Tensor) -> torch.Tensor:
+    """A copy of a 1x1 weight [C_out, C_in, 1, 1] stored input-major: same shape and values,
+    each input's C_out weights contiguous, inputs a padded stride apart (whole 64-byte lines,
+    an odd count of them from 4 lines up: with a power-of-two stride the GEMM's column panels
+    would fall into a few cache sets; 1024 x 1024 measured 1.86x slower than packed, 1.18x
+    with the padding). The CPU kernels read such a weight in place instead of caching a
+    packed copy."""
+    co, ci = weight.shape[:2]
+    per_line = max(1, 64 // weight.element_size())
+    lines = -(-co // per_line)
+    if lines >= 4 and lines % 2 == 0:
+        lines += 1
+    with torch.no_grad():
+        rows = weight.new_zeros(ci, lines * per_line)
+        rows[:, :co] = weight.reshape(co, ci).t()
+    return rows[:, :co].t()[:, :, None, None]
+
+
 class PointwiseConv2d(nn.Module):
     """`activation(nn.Conv2d(in_channels, out_channels, 1)(x))`, computed by
     `dsconv_ext.pointwise`. `weight` is [out_channels, in_channels, 1, 1] and `bias`
-    [out_channels], as in nn.Conv2d."""
+    [out_channels], as in nn.Conv2d.
+
+    `weight_in_place_()` stores the weight input-major (`input_major`), which the CPU kernels
+    read in place: no packed copy is cached (the model takes no more memory than its
+    parameters), at some speed (README, "Memory")."""
 
     # nn.Conv2d's geometry attributes, for code that reads them.
     kernel_size = (1, 1)
@@ -195,6 +224,7 @@ class PointwiseConv2d(nn.Module):
     padding = (0, 0)
     dilation = (1, 1)
     groups = 1
+    weight_in_place = False
 
     def __init__(self, in_channels: int, out_channels: int, *, bias: bool = True,
                  activation: Optional[str] = None, device=None, dtype=None):
@@ -213,12 +243,33 @@ class PointwiseConv2d(nn.Module):
     def reset_parameters(self) -> None:
         _reset(self.weight, self.bias)
 
+    def weight_in_place_(self, enabled: bool = True) -> "PointwiseConv2d":
+        """Store `weight` input-major on the CPU (enabled), or contiguous; kept through
+        `.to()`, `.float()` and the like. The Parameter object stays (its .data changes), so
+        an optimizer holding it is unaffected. Returns self."""
+        self.weight_in_place = enabled
+        self._lay_out_weight()
+        return self
+
+    def _lay_out_weight(self) -> None:
+        w = self.weight
+        if w.device.type != "cpu" or is_input_major(w) == self.weight_in_place:
+            return
+        w.data = input_major(w.data) if self.weight_in_place else w.data.contiguous()
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        if self.weight_in_place:
+            self._lay_out_weight()  # .to(memory_format=...) and device moves re-lay it out
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dsf._pointwise(x, _param(self, "weight"), _param(self, "bias"), self.activation)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}"
-        return s + _bias_activation_repr(self)
+        s += _bias_activation_repr(self)
+        return s + (", weight_in_place=True" if self.weight_in_place else "")
 
     @classmethod
     def from_modules(cls, conv: nn.Conv2d, bn: Optional[nn.Module] = None,

@@ -41,6 +41,10 @@ struct PwShape {
   int64_t y_ns, y_cs, y_ps;        // output strides
   Activation activation;
   Layout layout;
+  // How kernels with a packing function (kernels.def) read the weight: 0, packed; > 0, in
+  // place, input-major (W^T, as dsconv_ext.convert stores 1x1 weights): input k's row of
+  // C_out weights starts at weight + k * w_ks. Kernels without a packing read ATen's layout.
+  int64_t w_ks = 0;
 };
 
 // A dense (groups = 1) convolution: the networks' first layer.

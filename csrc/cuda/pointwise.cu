@@ -47,7 +47,6 @@ void launch_gemm(const GemmArgs& g, const T* a, const StridedLoader<T>& b, const
   }
 }
 
-
 }  // namespace
 
 const char* pointwise_forward(DType dtype, const PwShape& s, const void* x, const void* weight,

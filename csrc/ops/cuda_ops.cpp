@@ -185,7 +185,8 @@ at::Tensor separable_cuda(const at::Tensor& x, const at::Tensor& dw_weight,
   const c10::DeviceGuard guard(x.device());
   const SeparableCall c = prepare_separable(x, dw_weight, pw_weight, dw_bias, pw_bias, stride,
                                             padding, dilation, dw_activation, pw_activation);
-  if (c.y.numel() == 0) return c.y;
+  const DwShape& dw = c.dw.shape;
+  if (dw.batch * c.pw.out_channels * dw.out_h * dw.out_w == 0) return empty_separable_output(c);
   const auto& ops = Ops::get();
   const at::Tensor mid = ops.depthwise.call(c.dw.x, c.dw.weight, dw_bias, stride, padding,
                                             dilation, dw_activation);

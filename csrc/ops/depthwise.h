@@ -22,13 +22,12 @@ DepthwiseCall prepare_depthwise(const at::Tensor& x, const at::Tensor& weight,
                                 at::IntArrayRef padding, at::IntArrayRef dilation,
                                 Activation act);
 
-// A separable call: its depthwise stage, its pointwise stage and the allocated output.
+// A separable call, checked: its depthwise stage and its pointwise stage.
 struct SeparableCall {
   DepthwiseCall dw;
-  PwShape pw;           // y's strides
-  at::Tensor pw_weight;  // contiguous [C_out, C*M, 1, 1]
+  PwShape pw;            // the output's strides
+  at::Tensor pw_weight;  // [C_out, C*M, 1, 1], contiguous or input-major (packing.h)
   at::Tensor pw_bias;    // contiguous, or undefined
-  at::Tensor y;         // [N, C_out, H', W'] in the input's layout
 };
 
 SeparableCall prepare_separable(const at::Tensor& x, const at::Tensor& dw_weight,
@@ -38,6 +37,9 @@ SeparableCall prepare_separable(const at::Tensor& x, const at::Tensor& dw_weight
                                 at::IntArrayRef padding, at::IntArrayRef dilation,
                                 std::optional<c10::string_view> dw_activation,
                                 std::optional<c10::string_view> pw_activation);
+
+// The output `c` writes, allocated: [N, C_out, H', W'] in the input's layout.
+at::Tensor empty_separable_output(const SeparableCall& c);
 
 // t made contiguous, or an undefined tensor where t is absent.
 at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t);

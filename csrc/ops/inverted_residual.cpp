@@ -110,8 +110,8 @@ at::Tensor inverted_residual_cpu(const at::Tensor& x, const OptTensor& expand_we
     s.project = make_pw_shape(batch, geo.mid, geo.out, geo.g.out_h, geo.g.out_w, p_act, layout);
   }
   const at::Tensor dw_w = dw_weight.contiguous();
-  const at::Tensor ew = s.has_expand ? expand_weight->contiguous() : at::Tensor();
-  const at::Tensor pw = s.has_project ? project_weight->contiguous() : at::Tensor();
+  const at::Tensor ew = s.has_expand ? dense_pw_weight(*expand_weight) : at::Tensor();
+  const at::Tensor pw = s.has_project ? dense_pw_weight(*project_weight) : at::Tensor();
   const at::Tensor eb = contiguous_or_undefined(expand_bias);
   const at::Tensor db = contiguous_or_undefined(dw_bias);
   const at::Tensor pb = contiguous_or_undefined(project_bias);
@@ -125,7 +125,7 @@ at::Tensor inverted_residual_cpu(const at::Tensor& x, const OptTensor& expand_we
     if (s.has_expand) {
       const KernelEntry* entry = select_kernel(pw_query(Op::pw_forward, dtype, s.expand));
       k.expand = kernel_fn<typename Kernels::PwForward>(entry);
-      w.expand = kernel_weight<scalar_t>(entry, s.expand, ew, e_packed);
+      w.expand = pw_kernel_weight<scalar_t>(entry, s.expand, ew, e_packed);
     }
     const KernelEntry* dw_entry = select_kernel(dw_query(Op::dw_forward, dtype, s.dw));
     k.dw = kernel_fn<typename Kernels::DwForward>(dw_entry);
@@ -133,7 +133,7 @@ at::Tensor inverted_residual_cpu(const at::Tensor& x, const OptTensor& expand_we
     if (s.has_project) {
       const KernelEntry* entry = select_kernel(pw_query(Op::pw_forward, dtype, s.project));
       k.project = kernel_fn<typename Kernels::PwForward>(entry);
-      w.project = kernel_weight<scalar_t>(entry, s.project, pw, p_packed);
+      w.project = pw_kernel_weight<scalar_t>(entry, s.project, pw, p_packed);
     }
     w.expand_bias = ptr(eb), w.dw_bias = ptr(db), w.project_bias = ptr(pb);
     const scalar_t* xp = xc.const_data_ptr<scalar_t>();

@@ -4,6 +4,8 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 
+#include <algorithm>
+
 #include "../cpu/dispatch.h"
 #include "packed_weight_cache.h"
 
@@ -42,6 +44,39 @@ const T* kernel_weight(const KernelEntry* entry, const Shape& shape, const at::T
     return packed;
   });
   return storage.const_data_ptr<T>();
+}
+
+// Whether a [C_out, C_in, 1, 1] weight is stored input-major: each input's C_out weights
+// contiguous (stride 1), inputs at least C_out apart (strides checked where sizes exceed 1).
+// dsconv_ext.nn.input_major stores 1x1 weights so, with a padded input stride: the GEMM
+// kernels read them in place, with no packed copy.
+inline bool is_input_major(const at::Tensor& w) {
+  return (w.size(0) == 1 || w.stride(0) == 1) && (w.size(1) == 1 || w.stride(1) >= w.size(0));
+}
+
+// The distance between consecutive inputs' rows of an input-major weight.
+inline int64_t input_major_stride(const at::Tensor& w) {
+  return w.size(1) > 1 ? w.stride(1) : std::max<int64_t>(1, w.size(0));
+}
+
+// A pointwise weight as the ops keep it until the kernel is chosen: input-major as it is,
+// else contiguous.
+inline at::Tensor dense_pw_weight(const at::Tensor& w) {
+  return is_input_major(w) ? w : w.contiguous();
+}
+
+// The pointwise weight as `entry`'s kernel reads it: an input-major weight in place where
+// the kernel packs (setting s.w_ks), else as kernel_weight gives it.
+template <typename T>
+const T* pw_kernel_weight(const KernelEntry* entry, PwShape& s, const at::Tensor& weight,
+                          at::Tensor& storage) {
+  if (entry->pack != nullptr && is_input_major(weight)) {
+    s.w_ks = input_major_stride(weight);
+    storage = weight;
+    return weight.const_data_ptr<T>();
+  }
+  s.w_ks = 0;
+  return kernel_weight<T>(entry, s, weight, storage);
 }
 
 }  // namespace dsconv::ops

@@ -20,17 +20,24 @@ namespace {
 at::Tensor pointwise_forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                              Activation act) {
   const Layout layout = layout_of(x);
-  const PwShape s = make_pw_shape(x.size(0), x.size(1), weight.size(0), x.size(2), x.size(3), act,
-                                  layout);
+  PwShape s = make_pw_shape(x.size(0), x.size(1), weight.size(0), x.size(2), x.size(3), act,
+                            layout);
   at::Tensor y = at::empty({s.batch, s.out_channels, x.size(2), x.size(3)},
                            x.options().memory_format(memory_format(layout)));
   if (y.numel() == 0) return y;
   const at::Tensor xc = x.contiguous(memory_format(layout));
-  const at::Tensor w = weight.contiguous();
+  const at::Tensor w = dense_pw_weight(weight);
   const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
+  // An input-major weight is read in place by the GEMM kernels, also where the matrix-vector
+  // kernels (which read ATen's layout) would serve: few NHWC pixels, or 1x1 images, whose
+  // NCHW and NHWC strides coincide.
+  const bool in_place = is_input_major(w);
+  if (in_place && s.pixels == 1) {
+    s = make_pw_shape(s.batch, s.in_channels, s.out_channels, 1, 1, act, Layout::nhwc);
+  }
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::pointwise", [&] {
     const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
-    if (gemv_serves(s)) {
+    if (gemv_serves(s) && !in_place) {
       pointwise_gemv(s, xc.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), bp,
                      y.mutable_data_ptr<scalar_t>());
       return;
@@ -38,7 +45,7 @@ at::Tensor pointwise_forward(const at::Tensor& x, const at::Tensor& weight, cons
     const KernelEntry* entry = select_kernel(pw_query(Op::pw_forward, dtype_of<scalar_t>(), s));
     const auto kernel = kernel_fn<typename KernelTypes<scalar_t>::PwForward>(entry);
     at::Tensor packed;
-    const scalar_t* wp = kernel_weight<scalar_t>(entry, s, w, packed);
+    const scalar_t* wp = pw_kernel_weight<scalar_t>(entry, s, w, packed);
     const scalar_t* xp = xc.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     parallel_per_image(s.batch, s.pixels, s.in_channels * s.out_channels,
@@ -59,12 +66,11 @@ at::Tensor pointwise_cpu(const at::Tensor& x, const at::Tensor& weight,
 }
 
 // gx = W^T . gy: the forward GEMM with the transposed weight (so it runs the same
-// vectorized kernels).
+// vectorized kernels). The transpose of a contiguous weight is input-major: read in place.
 at::Tensor pointwise_backward_input_cpu(const at::Tensor& grad_out, const at::Tensor& weight) {
   clear_kernel_record();
   check_pw_backward_input(grad_out, weight);
-  const at::Tensor transposed =
-      weight.reshape({weight.size(0), weight.size(1)}).t().contiguous().view({weight.size(1), weight.size(0), 1, 1});
+  const at::Tensor transposed = weight.transpose(0, 1);
   return pointwise_forward(grad_out, transposed, at::Tensor(), Activation::none);
 }
 

@@ -31,8 +31,9 @@ at::Tensor separable_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
                                             padding, dilation, dw_activation, pw_activation);
   const DepthwiseCall& call = c.dw;
   const DwShape& dw = call.shape;
-  const PwShape& pw = c.pw;
-  const at::Tensor &y = c.y, &wpw = c.pw_weight, &bpw = c.pw_bias;
+  PwShape pw = c.pw;
+  const at::Tensor y = empty_separable_output(c);
+  const at::Tensor &wpw = c.pw_weight, &bpw = c.pw_bias;
   if (y.numel() == 0) return y;
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::separable", [&] {
     using Kernels = KernelTypes<scalar_t>;
@@ -42,7 +43,7 @@ at::Tensor separable_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
     const auto pw_kernel = kernel_fn<typename Kernels::PwForward>(pw_entry);
     at::Tensor dw_packed, pw_packed;
     const scalar_t* wdw = kernel_weight<scalar_t>(dw_entry, dw, call.weight, dw_packed);
-    const scalar_t* wpwp = kernel_weight<scalar_t>(pw_entry, pw, wpw, pw_packed);
+    const scalar_t* wpwp = pw_kernel_weight<scalar_t>(pw_entry, pw, wpw, pw_packed);
     const scalar_t* xp = call.x.const_data_ptr<scalar_t>();
     const scalar_t* bdw = call.bias.defined() ? call.bias.const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* bpwp = bpw.defined() ? bpw.const_data_ptr<scalar_t>() : nullptr;
@@ -83,10 +84,14 @@ SeparableCall prepare_separable(const at::Tensor& x, const at::Tensor& dw_weight
   check_separable_pw(pw_weight, pw_bias, dw.out_channels(), x);
   const PwShape pw = make_pw_shape(dw.batch, dw.out_channels(), pw_weight.size(0), dw.out_h,
                                    dw.out_w, pw_act, dw.layout);
-  at::Tensor y = at::empty({dw.batch, pw.out_channels, dw.out_h, dw.out_w},
-                           call.x.options().memory_format(memory_format(dw.layout)));
-  return SeparableCall{std::move(call), pw, pw_weight.contiguous(),
-                       contiguous_or_undefined(pw_bias), std::move(y)};
+  return SeparableCall{std::move(call), pw, dense_pw_weight(pw_weight),
+                       contiguous_or_undefined(pw_bias)};
+}
+
+at::Tensor empty_separable_output(const SeparableCall& c) {
+  const DwShape& dw = c.dw.shape;
+  return at::empty({dw.batch, c.pw.out_channels, dw.out_h, dw.out_w},
+                   c.dw.x.options().memory_format(memory_format(dw.layout)));
 }
 
 TORCH_LIBRARY_IMPL(dsconv, CPU, m) { m.impl("separable", &separable_cpu); }

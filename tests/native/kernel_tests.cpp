@@ -8,6 +8,7 @@
 // float rounding in proportion to the sum of |terms| (the oracle on absolute values).
 // Exit status 1 when any case fails or any registered op has no oracle.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -88,13 +89,26 @@ std::vector<double> oracle(const KernelEntry& ref, const Problem& p, const std::
   return out;
 }
 
-// "" when the kernel matches the oracle on problem p, else what went wrong.
+// A pointwise weight [C_out][C_in] laid out input-major, inputs w_ks apart (PwShape::w_ks);
+// the padding is NaN, which a kernel reading it would spread into the output.
+std::vector<float> input_major(const PwShape& s, const std::vector<float>& w) {
+  std::vector<float> out(static_cast<size_t>(s.in_channels * s.w_ks), std::nanf(""));
+  for (int64_t co = 0; co < s.out_channels; ++co) {
+    for (int64_t k = 0; k < s.in_channels; ++k) out[k * s.w_ks + co] = w[co * s.in_channels + k];
+  }
+  return out;
+}
+
+// "" when the kernel matches the oracle on problem p, else what went wrong. A pointwise
+// problem with pw.w_ks set gives the kernel the weight input-major (the oracle, a kernel
+// without a packing, reads ATen's layout whatever w_ks says).
 std::string check(const KernelEntry& e, const KernelEntry& ref, const Problem& p, uint64_t seed) {
   Rng rng(seed);
   const std::vector<float> a = rng.fill(p.a_size), b = rng.fill(p.b_size), c = rng.fill(p.c_size);
   const std::vector<float> w = p.op == Op::dw_backward_weight || p.op == Op::pw_backward_weight
                                    ? b
-                                   : kernel_weight(e, p, b);
+                               : p.op == Op::pw_forward && p.pw.w_ks ? input_major(p.pw, b)
+                                                                     : kernel_weight(e, p, b);
   const float* bias = p.bias ? c.data() : nullptr;
   const std::vector<double> want = oracle(ref, p, to_double(a), to_double(b), to_double(c));
   Problem unsigned_p = p;  // the bound: no activation, absolute values
@@ -176,11 +190,20 @@ int main(int argc, char** argv) {
     Tally tally(e.name);
     uint64_t seed = 1;
     for (const Problem& p : problems_for(e)) {
-      const std::string err = check(e, *ref, p, seed++);
-      if (err.empty()) {
-        tally.pass();
-      } else {
-        tally.fail(p.text, err);
+      std::vector<Problem> variants{p};
+      if (e.op == Op::pw_forward && e.pack != nullptr) {  // also the weight read in place
+        Problem q = p;
+        q.pw.w_ks = p.pw.out_channels + static_cast<int64_t>(seed % 3) * 7;  // padded or not
+        q.text += " w_ks=" + std::to_string(q.pw.w_ks);
+        variants.push_back(q);
+      }
+      for (const Problem& v : variants) {
+        const std::string err = check(e, *ref, v, seed++);
+        if (err.empty()) {
+          tally.pass();
+        } else {
+          tally.fail(v.text, err);
+        }
       }
     }
     ++tested;

@@ -2,9 +2,11 @@
 // packing. Both keep one operand block in L2 while the other streams:
 //  - NHWC: Y[pix x Cout] = X[pix x Cin] . W^T. Rows are pixels (A = input, read in place),
 //    B = W^T packed in panels of NR = NV*N output channels: packed[panel][ci][NR], zero
-//    padded, so each k step loads whole vectors.
+//    padded, so each k step loads whole vectors; or W^T read in place (PwShape::w_ks),
+//    the edge panel through masked loads.
 //  - NCHW: Y[Cout x pix] = W[Cout x Cin] . X. Rows are output channels (A = W packed in
-//    panels of MR channels: packed[panel][ci][MR]), B = input rows read in place.
+//    panels of MR channels: packed[panel][ci][MR], or W^T in place), B = input rows read
+//    in place.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -100,11 +102,13 @@ struct Pointwise {
         const bool first = k0 == 0, last = k0 + KC_NHWC >= K;
         for (int64_t co = 0; co < s.out_channels; co += TNR) {
           const int nr = static_cast<int>(std::min<int64_t>(TNR, s.out_channels - co));
-          const float* panel = packed + (co / TNR) * K * TNR + k0 * TNR;
+          const float* panel = s.w_ks ? packed + k0 * s.w_ks + co
+                                      : packed + (co / TNR) * K * TNR + k0 * TNR;
+          const int64_t b_ks = s.w_ks ? s.w_ks : TNR;
           const TileBias tb{nullptr, bias ? bias + co : nullptr};
           for (int64_t t = 0, p = p0; t < tiles; ++t) {
             const int mr = static_cast<int>(rows + (t < taller ? 1 : 0));
-            gemm_tile<V, TMR, TNV>(mr, kc, x + p * s.x_ps + k0, s.x_ps, 1, panel, TNR, nr,
+            gemm_tile<V, TMR, TNV>(mr, kc, x + p * s.x_ps + k0, s.x_ps, 1, panel, b_ks, nr,
                                    y + p * s.y_ps + co, s.y_ps, tb, !first,
                                    last ? s.activation : Activation::none);
             p += mr;
@@ -156,11 +160,13 @@ struct Pointwise {
         const bool first = k0 == 0, last = k0 + KC >= K;
         for (int64_t co = 0; co < s.out_channels; co += MR) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, s.out_channels - co));
-          const float* panel = packed + (co / MR) * K * MR + k0 * MR;
+          const float* panel = s.w_ks ? packed + k0 * s.w_ks + co
+                                      : packed + (co / MR) * K * MR + k0 * MR;
+          const int64_t a_ks = s.w_ks ? s.w_ks : MR;
           const TileBias tb{bias ? bias + co : nullptr, nullptr};
           for (int64_t p = p0; p < p1; p += NR) {
             const int nr = static_cast<int>(std::min<int64_t>(NR, p1 - p));
-            gemm_tile<V, MR, NV>(mr, kc, panel, 1, MR, x + k0 * s.x_cs + p, s.x_cs, nr,
+            gemm_tile<V, MR, NV>(mr, kc, panel, 1, a_ks, x + k0 * s.x_cs + p, s.x_cs, nr,
                                  y + co * s.y_cs + p, s.y_cs, tb, !first,
                                  last ? s.activation : Activation::none);
           }
