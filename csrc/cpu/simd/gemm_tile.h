@@ -1,6 +1,8 @@
 // The register-blocked GEMM microkernel shared by every pointwise path:
 //   C[r][j] = act(init + sum_k A[r*a_rs + k*a_ks] * B[k*b_ks + j]),  r < mr <= MR, j < nr
-// where init is the bias (or 0), or C itself when `accumulate` (a later block of K).
+// where init is the bias (or 0), or C itself when `accumulate` (a later block of K). A
+// nonzero b_prefetch also prefetches B[k*b_ks + b_prefetch] at each k step (the next
+// column panel's row: it streams in while this one computes).
 // A is broadcast (one element per row and k), B is loaded as NV vectors per k, C is kept
 // in MR x NV registers for the whole K loop. NHWC pointwise maps pixels to rows and
 // packed weights to B; NCHW maps packed weights to rows and pixels to B.
@@ -23,7 +25,7 @@ struct TileBias {
 template <class V, int MR, int NV, bool FULL>
 __attribute__((always_inline)) inline void gemm_tile_fixed(int64_t K, const float* A, int64_t a_rs, int64_t a_ks, const float* B,
                             int64_t b_ks, int nr, float* C, int64_t c_rs, TileBias bias,
-                            bool accumulate, Activation act) {
+                            bool accumulate, Activation act, int64_t b_prefetch = 0) {
   using reg = typename V::reg;
   typename V::Mask mask[NV];
   if (!FULL) {
@@ -44,6 +46,10 @@ __attribute__((always_inline)) inline void gemm_tile_fixed(int64_t K, const floa
     }
   }
   for (int64_t k = 0; k < K; ++k) {
+    if (b_prefetch != 0) {
+      __builtin_prefetch(B + k * b_ks + b_prefetch, 0, 1);
+      if constexpr (NV * V::N > 16) __builtin_prefetch(B + k * b_ks + b_prefetch + NV * V::N - 1, 0, 1);
+    }
     reg b[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) b[v] = load_b(B + k * b_ks, v);
@@ -73,23 +79,23 @@ __attribute__((always_inline)) inline void gemm_tile_fixed(int64_t K, const floa
 template <class V, int MR, int NV>
 inline void gemm_tile(int mr, int64_t K, const float* A, int64_t a_rs, int64_t a_ks, const float* B,
                       int64_t b_ks, int nr, float* C, int64_t c_rs, TileBias bias, bool accumulate,
-                      Activation act) {
+                      Activation act, int64_t b_prefetch = 0) {
   if constexpr (MR > 1) {
     if (mr < MR) {
-      gemm_tile<V, MR - 1, NV>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act);
+      gemm_tile<V, MR - 1, NV>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act, b_prefetch);
       return;
     }
   }
   if constexpr (NV > 1) {
     if (nr <= (NV - 1) * V::N) {
-      gemm_tile<V, MR, NV - 1>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act);
+      gemm_tile<V, MR, NV - 1>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act, b_prefetch);
       return;
     }
   }
   if (nr == NV * V::N) {
-    gemm_tile_fixed<V, MR, NV, true>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act);
+    gemm_tile_fixed<V, MR, NV, true>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act, b_prefetch);
   } else {
-    gemm_tile_fixed<V, MR, NV, false>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act);
+    gemm_tile_fixed<V, MR, NV, false>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act, b_prefetch);
   }
 }
 
