@@ -263,6 +263,11 @@ class PointwiseConv2d(nn.Module):
             self._lay_out_weight()  # .to(memory_format=...) and device moves re-lay it out
         return self
 
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        if self.weight_in_place:
+            self._lay_out_weight()  # load_state_dict(assign=True) puts the loaded tensor in
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dsf._pointwise(x, _param(self, "weight"), _param(self, "bias"), self.activation)
 

@@ -117,6 +117,8 @@ def test_module_keeps_the_layout_through_to_and_state_dict(gen):
     assert is_input_major(fresh.weight) and torch.equal(fresh.weight, conv.weight)
     x = torch.randn(1, 40, 7, 7, generator=gen)
     torch.testing.assert_close(fresh(x), conv(x), rtol=1e-5, atol=1e-5)
+    fresh.load_state_dict(conv.state_dict(), assign=True)
+    assert is_input_major(fresh.weight) and torch.equal(fresh.weight, conv.weight)
     m.weight_in_place_(False)
     assert m.weight is param and m.weight.is_contiguous()
 
