@@ -1,6 +1,7 @@
 // The squeeze-excite passes that are not a GEMM (MobileNetV3, EfficientNet):
 //   y = x * gate(fc2(act(fc1(mean_hw(x)))))
-// The channel means of an image (squeeze_excite_means), the gate over fc2's scores
+// The channel means of an image (NCHW: per channel; NHWC: sums over blocks of pixels, then
+// over the blocks), the gate over fc2's scores
 // (squeeze_excite_gates) and the per-channel scaling of x (squeeze_excite_scale); the two
 // matrix-vector products in between run on the registered pointwise kernels (the ops layer
 // treats the batch's mean vectors as the pixels of a 1x1 NHWC image). Plain loops over a
@@ -17,6 +18,9 @@
 
 namespace dsconv {
 
+// NHWC: pixels summed in one block before adding to the total.
+constexpr int64_t kSeBlockPixels = 32;
+
 struct SeShape {
   int64_t channels, squeezed, pixels;  // pixels: H*W of one image
   Layout layout;
@@ -25,7 +29,6 @@ struct SeShape {
 namespace se_detail {
 
 constexpr int64_t kLanes = 16;         // independent partial sums of a contiguous row
-constexpr int64_t kBlockPixels = 32;   // NHWC: pixels summed before adding to the total
 
 // Sum of n contiguous values.
 template <typename T>
@@ -43,43 +46,64 @@ T row_sum(const T* v, int64_t n) {
   return acc[0] + tail;
 }
 
-// out[j] = inv * (sum over pixels p of x[p * stride + j]) for j < width (<= kLanes): the
-// sums of kBlockPixels pixels at a time go into a total, which keeps the rounding error of
-// long sums small. Width: int64_t, or a std::integral_constant for a fixed width.
+}  // namespace se_detail
+
+// The NHWC channel sums are taken in blocks of kSeBlockPixels pixels, then added up block by
+// block (which keeps the rounding error of long sums small): blocks of one image can run on
+// different threads with the same result.
+inline int64_t se_pixel_blocks(const SeShape& s) {
+  return (s.pixels + kSeBlockPixels - 1) / kSeBlockPixels;
+}
+
+// mean[c] for channels [c0, c1) of one NCHW image; mean points at channel c0's entry.
+template <typename T>
+void squeeze_excite_means_nchw(const SeShape& s, const T* x_image, T* mean, int64_t c0, int64_t c1) {
+  const T inv = T(1) / T(s.pixels);
+  for (int64_t c = c0; c < c1; ++c) mean[c - c0] = se_detail::row_sum(x_image + c * s.pixels, s.pixels) * inv;
+}
+
+namespace se_detail {
+
+// out[j] = sum over rows p < rows of x[p * stride + j], j < width (<= kLanes). Width:
+// int64_t, or a std::integral_constant for a fixed width (its sums then stay in registers).
 template <typename T, typename Width>
-void column_sums(const T* x, int64_t stride, int64_t pixels, Width width, T inv, T* out) {
-  T total[kLanes] = {};
-  for (int64_t p0 = 0; p0 < pixels; p0 += kBlockPixels) {
-    const int64_t p1 = std::min(pixels, p0 + kBlockPixels);
-    T acc[kLanes] = {};
-    for (int64_t p = p0; p < p1; ++p) {
-      const T* v = x + p * stride;
-      for (int64_t j = 0; j < width; ++j) acc[j] += v[j];
-    }
-    for (int64_t j = 0; j < width; ++j) total[j] += acc[j];
+void column_sums(const T* x, int64_t stride, int64_t rows, Width width, T* out) {
+  T acc[kLanes] = {};
+  for (int64_t p = 0; p < rows; ++p) {
+    const T* v = x + p * stride;
+    for (int64_t j = 0; j < width; ++j) acc[j] += v[j];
   }
-  for (int64_t j = 0; j < width; ++j) out[j] = total[j] * inv;
+  for (int64_t j = 0; j < width; ++j) out[j] = acc[j];
 }
 
 }  // namespace se_detail
 
-// mean[c] for channels [c0, c1) of one image; mean points at channel c0's entry.
+// sums[c] = sum of channel c over pixel block b of one NHWC image, every channel: kLanes
+// channels at a time, the block's rows (a few KiB) read from L2 once and then from L1.
 template <typename T>
-void squeeze_excite_means(const SeShape& s, const T* x_image, T* mean, int64_t c0, int64_t c1) {
+void squeeze_excite_block_sums(const SeShape& s, const T* x_image, int64_t b, T* sums) {
   using namespace se_detail;
+  const int64_t C = s.channels;
+  const int64_t p0 = b * kSeBlockPixels;
+  const int64_t rows = std::min(s.pixels, p0 + kSeBlockPixels) - p0;
+  const T* x = x_image + p0 * C;
+  int64_t c = 0;
+  for (; c + kLanes <= C; c += kLanes) {
+    column_sums(x + c, C, rows, std::integral_constant<int64_t, kLanes>(), sums + c);
+  }
+  if (c < C) column_sums(x + c, C, rows, C - c, sums + c);
+}
+
+// mean[c] of one NHWC image from its block sums ([block][C]), added in block order.
+template <typename T>
+void squeeze_excite_means_from_blocks(const SeShape& s, const T* block_sums, T* mean) {
+  const int64_t C = s.channels, blocks = se_pixel_blocks(s);
   const T inv = T(1) / T(s.pixels);
-  if (s.layout == Layout::nchw) {
-    for (int64_t c = c0; c < c1; ++c) mean[c - c0] = row_sum(x_image + c * s.pixels, s.pixels) * inv;
-    return;
+  std::fill(mean, mean + C, T(0));
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t c = 0; c < C; ++c) mean[c] += block_sums[b * C + c];
   }
-  // NHWC: kLanes channels at a time (a constant width, so their sums stay in registers),
-  // then the rest.
-  int64_t c = c0;
-  for (; c + kLanes <= c1; c += kLanes) {
-    column_sums(x_image + c, s.channels, s.pixels, std::integral_constant<int64_t, kLanes>(),
-                inv, mean + (c - c0));
-  }
-  if (c < c1) column_sums(x_image + c, s.channels, s.pixels, c1 - c, inv, mean + (c - c0));
+  for (int64_t c = 0; c < C; ++c) mean[c] *= inv;
 }
 
 // v[i] = gate(v[i]) for count values.

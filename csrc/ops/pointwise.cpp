@@ -28,16 +28,16 @@ at::Tensor pointwise_forward(const at::Tensor& x, const at::Tensor& weight, cons
   const at::Tensor xc = x.contiguous(memory_format(layout));
   const at::Tensor w = dense_pw_weight(weight);
   const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
-  // An input-major weight is read in place by the GEMM kernels, also where the matrix-vector
-  // kernels (which read ATen's layout) would serve: few NHWC pixels, or 1x1 images, whose
-  // NCHW and NHWC strides coincide.
-  const bool in_place = is_input_major(w);
-  if (in_place && s.pixels == 1) {
+  // The matrix-vector kernels read ATen's layout. An input-major weight (that is not also
+  // contiguous) goes to the GEMM kernels, which read it in place, also for few pixels; 1x1
+  // images then run as NHWC, whose strides coincide with NCHW's.
+  const bool gemv = gemv_serves(s) && w.is_contiguous();
+  if (gemv_serves(s) && !gemv && s.pixels == 1) {
     s = make_pw_shape(s.batch, s.in_channels, s.out_channels, 1, 1, act, Layout::nhwc);
   }
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::pointwise", [&] {
     const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
-    if (gemv_serves(s) && !in_place) {
+    if (gemv) {
       pointwise_gemv(s, xc.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), bp,
                      y.mutable_data_ptr<scalar_t>());
       return;
