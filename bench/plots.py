@@ -66,7 +66,8 @@ def net_latency(plt, rows, path):
         ax.set_xticklabels([f"{r['label']}\nbatch {r['batch']}" for r in sel], fontsize=8)
         ax.set_ylabel("median latency (ms, lower is better)")
         ax.set_title(f"Whole networks at 224x224, fp32, {t} thread(s)", fontsize=10)
-        ax.legend(fontsize=7, ncol=2)
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.3)  # room for the legend above the bars
+        ax.legend(fontsize=7, ncol=2, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

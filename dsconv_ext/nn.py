@@ -596,4 +596,4 @@ class Linear(nn.Linear):
 
 
 __all__ = ["DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d", "InvertedResidual",
-           "SqueezeExcite", "Linear", "DenseConv2d"]
+           "SqueezeExcite", "Linear", "DenseConv2d", "input_major", "is_input_major"]

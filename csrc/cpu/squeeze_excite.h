@@ -46,6 +46,18 @@ T row_sum(const T* v, int64_t n) {
   return acc[0] + tail;
 }
 
+// out[j] = sum over rows p < rows of x[p * stride + j], j < width (<= kLanes). Width:
+// int64_t, or a std::integral_constant for a fixed width (its sums then stay in registers).
+template <typename T, typename Width>
+void column_sums(const T* x, int64_t stride, int64_t rows, Width width, T* out) {
+  T acc[kLanes] = {};
+  for (int64_t p = 0; p < rows; ++p) {
+    const T* v = x + p * stride;
+    for (int64_t j = 0; j < width; ++j) acc[j] += v[j];
+  }
+  for (int64_t j = 0; j < width; ++j) out[j] = acc[j];
+}
+
 }  // namespace se_detail
 
 // The NHWC channel sums are taken in blocks of kSeBlockPixels pixels, then added up block by
@@ -61,22 +73,6 @@ void squeeze_excite_means_nchw(const SeShape& s, const T* x_image, T* mean, int6
   const T inv = T(1) / T(s.pixels);
   for (int64_t c = c0; c < c1; ++c) mean[c - c0] = se_detail::row_sum(x_image + c * s.pixels, s.pixels) * inv;
 }
-
-namespace se_detail {
-
-// out[j] = sum over rows p < rows of x[p * stride + j], j < width (<= kLanes). Width:
-// int64_t, or a std::integral_constant for a fixed width (its sums then stay in registers).
-template <typename T, typename Width>
-void column_sums(const T* x, int64_t stride, int64_t rows, Width width, T* out) {
-  T acc[kLanes] = {};
-  for (int64_t p = 0; p < rows; ++p) {
-    const T* v = x + p * stride;
-    for (int64_t j = 0; j < width; ++j) acc[j] += v[j];
-  }
-  for (int64_t j = 0; j < width; ++j) out[j] = acc[j];
-}
-
-}  // namespace se_detail
 
 // sums[c] = sum of channel c over pixel block b of one NHWC image, every channel: kLanes
 // channels at a time, the block's rows (a few KiB) read from L2 once and then from L1.
