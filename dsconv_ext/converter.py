@@ -796,16 +796,31 @@ def _convert_children(module: nn.Module, prefix: str, uses: Counter,
 
 def _convert_linears(model: nn.Module, report: ConvertReport) -> nn.Module:
     """Every nn.Linear module (the class itself, not a subclass) becomes a dsconv_ext.nn.Linear
-    holding the same parameters; a module used in several places is replaced by one."""
+    holding the same parameters; a module used in several places is replaced by one. In an
+    nn.Sequential, an activation module right after a Linear used once is fused into it
+    (its slot gets a FusedAway), as convert fuses those after convolutions."""
     if type(model) is nn.Linear:
         report.replaced.append(Replacement("", "linear", "linear", [""]))
         return dse_nn.Linear.from_linear(model)
+    uses = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
     new: Dict[int, nn.Module] = {}
     for parent_path, parent in list(model.named_modules()):
-        for name, child in list(parent._modules.items()):  # named_children skips repeats
+        names = list(parent._modules)
+        for i, name in enumerate(names):  # parent._modules, as named_children skips repeats
+            child = parent._modules[name]
             if type(child) is not nn.Linear:
                 continue
             path = f"{parent_path}.{name}" if parent_path else name
+            nxt = parent._modules[names[i + 1]] if i + 1 < len(names) else None
+            act = activation_name(nxt) if nxt is not None else None
+            if (act is not None and is_plain(parent, nn.Sequential) and uses[id(child)] == 1
+                    and uses[id(nxt)] == 1):
+                act_path = f"{parent_path}.{names[i + 1]}" if parent_path else names[i + 1]
+                setattr(parent, name, dse_nn.Linear.from_linear(child, act))
+                setattr(parent, names[i + 1], FusedAway())
+                report.replaced.append(Replacement(path, "linear", f"linear+{act}",
+                                                   [path, act_path]))
+                continue
             if id(child) not in new:
                 new[id(child)] = dse_nn.Linear.from_linear(child)
                 report.replaced.append(Replacement(path, "linear", "linear", [path]))

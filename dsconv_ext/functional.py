@@ -109,21 +109,29 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
                    activation)
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor,
-           bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """`F.linear(x, weight, bias)`; x is [*, in_features], weight [out_features, in_features].
-    On the CPU, float32/float64 calls of at most 4 rows in all (a batch-1 classifier head)
-    run as dsconv_ext.pointwise on 1x1 images, whose matrix-vector kernels read the weight
-    as it is and split the output features over the threads (ATen's batch-1 linear runs on
-    one thread); other calls run F.linear."""
+_TORCH_ACTIVATIONS = {None: lambda t: t, "relu": torch.relu,
+                      "relu6": torch.nn.functional.relu6,
+                      "hardswish": torch.nn.functional.hardswish}
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+           activation: Optional[str] = None) -> torch.Tensor:
+    """`activation(F.linear(x, weight, bias))`; x is [*, in_features], weight [out_features,
+    in_features], activation one of ACTIVATIONS. On the CPU, float32/float64 calls of at
+    most 4 rows in all (a batch-1 classifier head) run as dsconv_ext.pointwise on 1x1
+    images, whose matrix-vector kernels read the weight as it is, split the output features
+    over the threads (ATen's batch-1 linear runs on one thread) and apply the activation as
+    they store; other calls run F.linear and then the activation."""
+    if activation not in _TORCH_ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
     if (x.dim() >= 1 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
             and isinstance(weight, torch.Tensor) and weight.dim() == 2
             and weight.shape[1] == x.shape[-1] > 0
             and 0 < x.numel() // x.shape[-1] <= _C.gemv_max_pixels):
         y = _pointwise(x.reshape(-1, x.shape[-1], 1, 1),
-                       weight.reshape(weight.shape[0], weight.shape[1], 1, 1), bias, None)
+                       weight.reshape(weight.shape[0], weight.shape[1], 1, 1), bias, activation)
         return y.reshape(*x.shape[:-1], weight.shape[0])
-    return torch.nn.functional.linear(x, weight, bias)
+    return _TORCH_ACTIVATIONS[activation](torch.nn.functional.linear(x, weight, bias))
 
 
 def separable(x: torch.Tensor, dw_weight: torch.Tensor, pw_weight: torch.Tensor,

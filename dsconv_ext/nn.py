@@ -574,20 +574,31 @@ class SqueezeExcite(nn.Module):
 
 
 class Linear(nn.Linear):
-    """nn.Linear computed by dsconv_ext.functional.linear: at batch 1 (at most 4 rows), the
-    matrix-vector kernels on all threads. The same parameters, state_dict and repr as
-    nn.Linear (it is one)."""
+    """nn.Linear computed by dsconv_ext.functional.linear, with an optional activation
+    applied as the output is stored: at batch 1 (at most 4 rows), the matrix-vector kernels
+    on all threads. The same parameters and state_dict as nn.Linear (it is one); the repr
+    adds the activation when there is one."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 device=None, dtype=None, activation: Activation = None):
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self.activation = as_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dsf.linear(x, self.weight, self.bias)
+        return dsf.linear(x, self.weight, self.bias, self.activation)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s + (f", activation={self.activation!r}" if self.activation is not None else "")
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> "Linear":
-        """A Linear holding `linear`'s own parameters (no copy)."""
+    def from_linear(cls, linear: nn.Linear, activation: Activation = None) -> "Linear":
+        """A Linear holding `linear`'s own parameters (no copy), then `activation` (an ops
+        activation name or module)."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"Linear.from_linear expects an nn.Linear, got {type(linear).__name__}")
         module = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
-                     device="meta")
+                     device="meta", activation=activation)
         module.weight = linear.weight
         if linear.bias is not None:
             module.bias = linear.bias

@@ -50,6 +50,43 @@ def test_gradients_match_f_linear(gen, leading):
     torch.autograd.gradcheck(lambda x, w, b: dse.linear(x, w, b), (x, w, b))
 
 
+def test_torch_activations_cover_the_ops_activations():
+    from dsconv_ext.functional import _TORCH_ACTIVATIONS
+    assert set(_TORCH_ACTIVATIONS) == set(dse.functional.ACTIVATIONS)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("leading", [(1,), (2, 2), (6,)], ids=str)
+@pytest.mark.parametrize("activation", ["relu", "relu6", "hardswish"])
+def test_activation_is_applied_after_the_linear(isa, gen, activation, leading, dtype):
+    x = 4 * torch.randn(*leading, 37, generator=gen, dtype=dtype)
+    w = torch.randn(29, 37, generator=gen, dtype=dtype)
+    b = torch.randn(29, generator=gen, dtype=dtype)
+    y = dse.linear(x, w, b, activation)
+    if _expected_kernel(leading):
+        assert dse.last_kernels()[0].startswith("gemv_"), dse.last_kernels()
+    act = {"relu": F.relu, "relu6": F.relu6, "hardswish": F.hardswish}[activation]
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y, act(F.linear(x, w, b)), **tol)
+    module = Linear.from_linear(nn.Linear(37, 29, dtype=dtype), nn.ReLU6() if activation == "relu6" else activation)
+    assert module.activation == activation
+    torch.testing.assert_close(module(x), act(F.linear(x, module.weight, module.bias)), **tol)
+
+
+def test_activation_gradients(gen):
+    x = torch.randn(1, 21, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(13, 21, generator=gen, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(13, generator=gen, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda x, w, b: dse.linear(x, w, b, "hardswish"), (x, w, b))
+
+
+def test_bad_activation_is_a_value_error():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        dse.linear(torch.randn(1, 4), torch.randn(2, 4), None, "gelu")
+    with pytest.raises(ValueError, match="not an activation the ops"):
+        Linear(4, 2, activation=nn.GELU())
+
+
 def test_output_features_split_over_threads_keep_the_bits(gen):
     x = torch.randn(1, 1283, generator=gen)
     w = torch.randn(1000, 1283, generator=gen)
@@ -95,11 +132,11 @@ def test_module_is_an_nn_linear_with_the_same_parameters(gen):
 def test_compile_fullgraph(gen):
     torch._dynamo.reset()
     try:
-        module = Linear(24, 10)
+        module = Linear(24, 10, activation="relu")
         x = torch.randn(1, 24, generator=gen)
         compiled = torch.compile(module, fullgraph=True)
         with torch.no_grad():
-            torch.testing.assert_close(compiled(x), F.linear(x, module.weight, module.bias),
+            torch.testing.assert_close(compiled(x), F.relu(F.linear(x, module.weight, module.bias)),
                                        rtol=1e-5, atol=1e-5)
     finally:
         torch._dynamo.reset()
@@ -107,13 +144,51 @@ def test_compile_fullgraph(gen):
 
 def test_convert_replaces_each_linear_once():
     shared = nn.Linear(6, 6)
-    model = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), shared, shared).eval()
+    model = nn.Sequential(nn.Linear(8, 6), nn.Dropout(), shared, nn.ReLU(), shared).eval()
     converted, report = dse.convert(model, report=True)
-    assert [type(m) for m in converted] == [Linear, nn.ReLU, Linear, Linear]
-    assert converted[2] is converted[3]
+    assert [type(m) for m in converted] == [Linear, nn.Dropout, Linear, nn.ReLU, Linear]
+    assert converted[2] is converted[4] and converted[2].activation is None  # shared: not fused
     assert report.counts["linear"] == 2
     x = torch.randn(1, 8)
     with torch.no_grad():
         torch.testing.assert_close(converted(x), model(x), rtol=1e-5, atol=1e-5)
     alone = dse.convert(nn.Linear(4, 2).eval())
     assert type(alone) is Linear
+
+
+def test_convert_fuses_the_activation_after_a_linear_in_a_sequential(gen):
+    from dsconv_ext.converter import FusedAway
+    # MobileNetV3's classifier head
+    model = nn.Sequential(nn.Linear(48, 64), nn.Hardswish(inplace=True), nn.Dropout(0.2),
+                          nn.Linear(64, 10), nn.ReLU6()).eval()
+    converted, report = dse.convert(model, report=True)
+    assert [type(m) for m in converted] == [Linear, FusedAway, nn.Dropout, Linear, FusedAway]
+    assert (converted[0].activation, converted[3].activation) == ("hardswish", "relu6")
+    assert report.patterns == {"linear+hardswish": 1, "linear+relu6": 1}
+    assert report.counts["activations_fused"] == 2
+    assert "activation='hardswish'" in repr(converted[0])
+    for rows in (1, 6):  # the matrix-vector kernels, and F.linear then the activation
+        x = torch.randn(rows, 48, generator=gen)
+        with torch.no_grad():
+            torch.testing.assert_close(converted(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_convert_keeps_activations_it_cannot_fuse():
+    hooked = nn.ReLU()
+    hooked.register_forward_hook(lambda *args: None)
+    model = nn.Sequential(nn.Linear(8, 8), hooked, nn.Linear(8, 8), nn.GELU()).eval()
+    converted = dse.convert(model)
+    assert [type(m) for m in converted] == [Linear, nn.ReLU, Linear, nn.GELU]
+    assert converted[0].activation is None and converted[2].activation is None
+
+    class NotSequential(nn.Module):  # the order of registration is not the data flow
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = nn.Linear(8, 8), nn.ReLU()
+
+        def forward(self, x):
+            return self.fc(x) - self.act(x)
+
+    converted = dse.convert(NotSequential().eval())
+    assert type(converted.fc) is Linear and converted.fc.activation is None
+    assert type(converted.act) is nn.ReLU
