@@ -65,8 +65,8 @@ def _depthwise_backward_weight(grad_out, x, weight_size, stride, padding, dilati
 
 
 @torch.library.register_fake(lib + "pointwise")
-def _pointwise(x, weight, bias=None, activation=None):
-    _check_device("x", x, weight=weight, bias=bias)
+def _pointwise(x, weight, bias=None, activation=None, residual=None):
+    _check_device("x", x, weight=weight, bias=bias, residual=residual)
     return _empty(x, (x.shape[0], weight.shape[0], x.shape[2], x.shape[3]), _format(x))
 
 

@@ -77,7 +77,9 @@ class ConvertReport:
         kinds = Counter(r.kind for r in self.replaced)
         steps = [s for r in self.replaced for s in r.pattern.replace(" -> ", "+").split("+")]
         return {"inverted_residual": kinds["inverted_residual"],
-                "squeeze_excite": kinds["squeeze_excite"], "separable": kinds["separable"],
+                # by their pool step: a block's squeeze-excite is inside its inverted residual
+                "squeeze_excite": sum(s == "pool" for s in steps),
+                "separable": kinds["separable"],
                 "depthwise": kinds["depthwise"], "pointwise": kinds["pointwise"],
                 "dense": kinds["dense"],  # dense first layers (dsconv_ext.conv2d)
                 "conv": kinds["conv"],  # other convolutions, kept with their BatchNorm folded in
@@ -494,7 +496,7 @@ def _find_matches(view: _GraphView, skipped: List[Skip]) -> List[_Match]:
             _take_residual(view, match)
         claimed.update(s.node for s in match.steps)
         matches.append(match)
-    return matches
+    return _merge_squeeze_excite_blocks(view, matches)
 
 
 def _bn_fold_only(view: _GraphView, node: fx.Node) -> Optional[_Match]:
@@ -552,6 +554,79 @@ def _take_residual(view: _GraphView, match: _Match) -> None:
     if path is not None:
         match.residual = _Step(add, "add", "add")
         match.block_path = path
+
+
+@dataclass
+class _SeBlockMatch:
+    """A block with a squeeze-excite and a residual (MobileNetV3's): the inverted residual up
+    to the SE (`head`), the SE, the pointwise projection and the add of the block's input,
+    all in one module whose forward computes exactly these: one InvertedResidual holding
+    the SqueezeExcite, whose projection adds the residual as it stores."""
+    head: _Match
+    se: "_SeMatch"
+    project: _Match
+    add: _Step
+    block_path: str
+
+    kind = "inverted_residual"
+
+    @property
+    def steps(self) -> List[_Step]:
+        return self.head.steps + self.se.steps + self.project.steps + [self.add]
+
+    @property
+    def pattern(self) -> str:
+        return " -> ".join([self.head.pattern, self.se.pattern, self.project.pattern, "add"])
+
+    @property
+    def slot(self) -> str:
+        return self.head.slot
+
+    def build(self) -> nn.Module:
+        head = self.head.build()
+        if isinstance(head, dse_nn.DepthwiseConv2d):  # no expand stage
+            expand, depthwise = None, head
+        else:
+            expand, depthwise = head.expand, head.depthwise
+        return dse_nn.InvertedResidual.from_parts(expand, depthwise, self.project.build(),
+                                                  residual=True, se=self.se.build())
+
+
+def _merge_squeeze_excite_blocks(view: _GraphView, matches: list) -> list:
+    """Each squeeze-excite whose input is an inverted residual's (or a depthwise conv's)
+    output and nothing else's, whose output only a pointwise conv takes, that conv's output
+    then added to the block's input, becomes one _SeBlockMatch with those, where one module
+    computes exactly them."""
+    by_last = {m.steps[-1].node: m for m in matches if isinstance(m, _Match)}
+    by_first = {m.steps[0].node: m for m in matches if isinstance(m, _Match)}
+    merged = {}
+    for se in [m for m in matches if isinstance(m, _SeMatch)]:
+        pool, mul = se.steps[0].node, se.steps[-1].node
+        head = by_last.get(pool.args[0])
+        if head is None or head.residual is not None or head.labels not in (
+                ["pointwise", "depthwise"], ["depthwise"]) or len(pool.args[0].users) != 2:
+            continue
+        project = by_first.get(next(iter(mul.users))) if len(mul.users) == 1 else None
+        if project is None or project.labels != ["pointwise"] or project.residual is not None:
+            continue
+        last, block_input = project.steps[-1].node, head.steps[0].node.args[0]
+        add = next(iter(last.users)) if len(last.users) == 1 else None
+        is_add = add is not None and ((add.op == "call_function" and add.target in _ADD_FUNCTIONS)
+                                      or (add.op == "call_method" and add.target == "add"))
+        if not is_add or add.kwargs or len(add.args) != 2 or set(add.args) != {last, block_input}:
+            continue
+        block = _SeBlockMatch(head, se, project, _Step(add, "add", "add"), "")
+        path = _block_module(view, add, {s.node for s in block.steps})
+        if path is not None:
+            block.block_path = path
+            merged.update({id(head): block, id(se): None, id(project): None})
+    out = []
+    for m in matches:
+        if id(m) not in merged:
+            out.append(m)
+        elif merged[id(m)] is not None:
+            out.append(merged[id(m)])
+    return out
 
 
 # ---------------------------------------------------------------- squeeze-excite

@@ -92,9 +92,14 @@ def depthwise(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor
 
 
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
-              activation: Optional[str] = None) -> torch.Tensor:
-    """1x1 convolution, `activation(F.conv2d(x, weight, bias))`. weight is [C_out, C_in, 1, 1]."""
-    return _pointwise(x, weight, bias, activation)
+              activation: Optional[str] = None,
+              residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """1x1 convolution, `activation(F.conv2d(x, weight, bias))`, plus `residual` when given
+    (a tensor of the output's shape, added after the activation as each tile is stored: a
+    block's skip connection). weight is [C_out, C_in, 1, 1]."""
+    if residual is None:
+        return _pointwise(x, weight, bias, activation)
+    return _pointwise(x, weight, bias, activation, residual)
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,

@@ -424,6 +424,10 @@ class InvertedResidual(nn.Module):
     Holds `expand` (a PointwiseConv2d, or None when expansion is 1), `depthwise` (a
     DepthwiseConv2d) and `project` (a PointwiseConv2d, or None: the block then ends after
     the depthwise stage, where a squeeze-excite continues); `residual` adds the input.
+    A block made by from_parts may also hold `se`, a SqueezeExcite between the depthwise
+    stage and the projection (MobileNetV3, EfficientNet): then three calls, the fused
+    block up to the squeeze-excite, the squeeze-excite, and the projection, which adds the
+    residual as it stores its tiles.
     `activation` follows the expand and the depthwise stage (V2: relu6; V3: relu or
     hardswish). residual=None means: when stride is 1 and the output has the input's
     channels.
@@ -449,14 +453,17 @@ class InvertedResidual(nn.Module):
             activation=activation, **factory)
         self.project = PointwiseConv2d(expanded_channels, out_channels, bias=bias,
                                        activation=project_activation, **factory)
+        self.se = None
         if residual is None:
             residual = self.depthwise.stride == (1, 1) and in_channels == out_channels
         self.residual = bool(residual)
 
     @classmethod
     def from_parts(cls, expand: Optional[PointwiseConv2d], depthwise: DepthwiseConv2d,
-                   project: Optional[PointwiseConv2d], residual: bool = False) -> "InvertedResidual":
-        """A block made of these modules (used as they are, not copied)."""
+                   project: Optional[PointwiseConv2d], residual: bool = False,
+                   se: Optional["SqueezeExcite"] = None) -> "InvertedResidual":
+        """A block made of these modules (used as they are, not copied); `se` goes between
+        the depthwise stage and `project`, which it needs."""
         for name, m, optional in (("expand", expand, True), ("project", project, True)):
             if not (isinstance(m, PointwiseConv2d) or (optional and m is None)):
                 raise TypeError(f"InvertedResidual.from_parts: {name} must be a PointwiseConv2d "
@@ -467,13 +474,24 @@ class InvertedResidual(nn.Module):
         if expand is not None and expand.out_channels != depthwise.in_channels:
             raise ValueError(f"InvertedResidual.from_parts: expand gives {expand.out_channels} "
                              f"channels but depthwise takes {depthwise.in_channels}")
+        if se is not None and not isinstance(se, SqueezeExcite):
+            raise TypeError("InvertedResidual.from_parts: se must be a SqueezeExcite or None, "
+                            f"got {type(se).__name__}")
+        if se is not None and project is None:
+            raise ValueError("InvertedResidual.from_parts: a block with a squeeze-excite needs "
+                             "a project stage after it")
+        if se is not None and se.channels != depthwise.out_channels:
+            raise ValueError(f"InvertedResidual.from_parts: depthwise gives "
+                             f"{depthwise.out_channels} channels but se takes {se.channels}")
         if project is not None and project.in_channels != depthwise.out_channels:
             raise ValueError(f"InvertedResidual.from_parts: depthwise gives "
                              f"{depthwise.out_channels} channels but project takes "
                              f"{project.in_channels}")
         module = cls.__new__(cls)
         nn.Module.__init__(module)
-        module.expand, module.depthwise, module.project = expand, depthwise, project
+        module.expand, module.depthwise = expand, depthwise
+        module.se = se  # registered before project: the modules print in data-flow order
+        module.project = project
         module.residual = bool(residual)
         return module
 
@@ -490,13 +508,22 @@ class InvertedResidual(nn.Module):
         return self.depthwise.stride
 
     def reset_parameters(self) -> None:
-        for m in (self.expand, self.depthwise, self.project):
+        for m in (self.expand, self.depthwise, self.se, self.project):
             if m is not None:
                 m.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stages = self._modules
         e, d, p = stages.get("expand"), stages["depthwise"], stages.get("project")
+        se = stages.get("se")
+        if se is not None:
+            h = dsf._inverted_residual(
+                x, _param(e, "weight") if e is not None else None, _param(d, "weight"), None,
+                _param(e, "bias") if e is not None else None, _param(d, "bias"), None,
+                d.stride, _explicit_padding(d), d.dilation,
+                e.activation if e is not None else None, d.activation, None, False)
+            return dsf._pointwise(se(h), _param(p, "weight"), _param(p, "bias"), p.activation,
+                                  x if self.residual else None)
         return dsf._inverted_residual(
             x, _param(e, "weight") if e is not None else None, _param(d, "weight"),
             _param(p, "weight") if p is not None else None,

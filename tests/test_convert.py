@@ -28,15 +28,18 @@ PACKAGE = {
     "mobilenet_v2": (lambda: models.mobilenet_v2(10, 0.5),
                      dict(inverted_residual=16, separable=1, depthwise=0, pointwise=1,
                           residual_adds_fused=10, dense=1, skipped=0, graph_module=False)),
-    # V3: blocks with squeeze-excite fuse expand -> depthwise, each squeeze-excite is one
-    # module, the projection after it stays pointwise (and their residual add stays).
+    # V3: a block with a squeeze-excite and a residual is one InvertedResidual holding the
+    # SqueezeExcite (its projection adds the residual); without a residual, expand ->
+    # depthwise fuse, the squeeze-excite is one module and the projection stays pointwise.
     "mobilenet_v3_large": (lambda: models.mobilenet_v3_large(10, 0.5),
                            dict(inverted_residual=15, squeeze_excite=8, separable=0, depthwise=0,
-                                pointwise=9, residual_adds_fused=5, dense=1, skipped=0,
+                                pointwise=4, residual_adds_fused=10, dense=1, skipped=0,
                                 graph_module=False)),
+    # (the first block, depthwise -> squeeze-excite -> pointwise without a residual, keeps
+    # its three modules)
     "mobilenet_v3_small": (lambda: models.mobilenet_v3_small(10, 0.5),
                            dict(inverted_residual=10, squeeze_excite=9, separable=0, depthwise=1,
-                                pointwise=10, residual_adds_fused=1, dense=1, skipped=0,
+                                pointwise=4, residual_adds_fused=7, dense=1, skipped=0,
                                 graph_module=False)),
 }
 ALL = {**ZOO, **PACKAGE}

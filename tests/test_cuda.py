@@ -211,3 +211,22 @@ def test_squeeze_excite_on_cuda(layout):
     y_gpu.sum().backward()
     for a, b in zip(cpu, gpu):
         torch.testing.assert_close(b.grad.cpu(), a.grad)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_pointwise_residual_on_cuda(layout):
+    """pointwise with a residual on CUDA (the kernel, then ATen's add) matches the CPU op,
+    forward and backward."""
+    from test_pointwise_residual import _case
+    tensors = _case(torch.Generator().manual_seed(3), (2, 12, 10, 5, 7), torch.float64, layout,
+                    "nchw")
+    cpu = [t.clone().requires_grad_() for t in tensors]
+    gpu = [to_device(t, "cuda").requires_grad_() for t in tensors]
+    y_cpu = dse.pointwise(cpu[0], cpu[1], cpu[2], "relu6", cpu[3])
+    y_gpu = dse.pointwise(gpu[0], gpu[1], gpu[2], "relu6", gpu[3])
+    torch.testing.assert_close(y_gpu.cpu(), y_cpu)
+    assert y_gpu.stride() == y_cpu.stride()
+    y_cpu.square().sum().backward()
+    y_gpu.square().sum().backward()
+    for a, b in zip(cpu, gpu):
+        torch.testing.assert_close(b.grad.cpu(), a.grad)

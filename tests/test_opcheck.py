@@ -36,7 +36,11 @@ def cases():
                                      [2, 2], [1, 1, 1, 1], [1, 1], "relu6")),
         ("conv2d", "nchw-asym-hardswish-grad", (t(1, 3, 7, 6, grad=True), t(4, 3, 2, 2, grad=True),
                                                 None, [1, 1], [0, 1, 0, 1], [1, 1], "hardswish")),
-        # pointwise(x, weight, bias, activation)
+        # pointwise(x, weight, bias, activation, residual)
+        ("pointwise", "residual-relu-grad", (t(2, 5, 4, 3, grad=True), t(7, 5, 1, 1, grad=True),
+                                             t(7, grad=True), "relu", t(2, 7, 4, 3, grad=True))),
+        ("pointwise", "cl-residual-nchw", (t(1, 5, 4, 3, layout="channels_last"), t(7, 5, 1, 1),
+                                           None, None, t(1, 7, 4, 3))),
         ("pointwise", "defaults-grad", (t(1, 3, 5, 5, grad=True), t(4, 3, 1, 1, grad=True))),
         ("pointwise", "nchw-bias-relu", (t(2, 5, 4, 3), t(7, 5, 1, 1), t(7), "relu")),
         ("pointwise", "cl-hardswish-grad", (t(2, 5, 4, 3, layout="channels_last", grad=True),

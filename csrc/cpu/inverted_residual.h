@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "residual.h"
 #include "separable.h"
 #include "shapes.h"
 
@@ -96,23 +97,6 @@ struct ExpandedRows {
   int64_t image = -1, lo = 0, hi = 0;
 };
 
-// y += x over output rows [r0, r1) of one image: the residual. x and y are dense
-// [channels, h, w] images in `layout` (the op checks they have one shape).
-template <typename T>
-void add_residual_rows(Layout layout, int64_t channels, int64_t h, int64_t w, const T* x_image,
-                       T* y_image, int64_t r0, int64_t r1) {
-  auto add = [](T* y, const T* x, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] += x[i];
-  };
-  if (layout == Layout::nhwc) {
-    add(y_image + r0 * w * channels, x_image + r0 * w * channels, (r1 - r0) * w * channels);
-  } else {
-    for (int64_t c = 0; c < channels; ++c) {
-      add(y_image + (c * h + r0) * w, x_image + (c * h + r0) * w, (r1 - r0) * w);
-    }
-  }
-}
-
 // Output rows [oy0, oy1) of image n. x_image / y_image point at the image; `dw_tile`
 // holds IrTiling::dw_tile_elems. Without an expand stage `s.dw`'s x strides are x's.
 template <typename T>
@@ -177,7 +161,9 @@ void inverted_residual_rows(const IrShape& s, const IrKernels<T>& k, const IrWei
   }
   if (s.residual) {
     const int64_t channels = s.has_project ? s.project.out_channels : dw.out_channels();
-    add_residual_rows<T>(dw.layout, channels, dw.out_h, dw.out_w, x_image, y_image, oy0, oy1);
+    // x and y have one shape (the op checks it): rows [oy0, oy1) are a pixel range.
+    add_residual_pixels<T>(dw.layout, channels, dw.out_h * dw.out_w, x_image, y_image,
+                           oy0 * dw.out_w, oy1 * dw.out_w);
   }
 }
 

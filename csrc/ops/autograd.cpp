@@ -143,31 +143,51 @@ class DepthwiseFunction : public torch::autograd::Function<DepthwiseFunction> {
 class PointwiseFunction : public torch::autograd::Function<PointwiseFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
-                            const OptTensor& bias, OptString activation) {
+                            const OptTensor& bias, OptString activation, const OptTensor& residual) {
     const Activation act = check_activation(activation, "activation");
-    at::Tensor y = Ops::get().pointwise.call(x, weight, bias, activation);
-    const bool has_bias = save_single_stage(ctx, x, weight, bias, act, y);
+    at::Tensor y = Ops::get().pointwise.call(x, weight, bias, activation, residual);
+    const bool has_residual = residual.has_value() && residual->defined();
+    // With a residual the output no longer gives relu's / relu6's slope: backward
+    // recomputes the activation's output from x, the weight and the bias instead.
+    const bool recompute_output = has_residual && slope_from_output(act);
+    bool has_bias = bias.has_value() && bias->defined();
+    if (recompute_output) {
+      ctx->save_for_backward({x, weight, has_bias ? *bias : at::Tensor(), at::Tensor()});
+    } else {
+      has_bias = save_single_stage(ctx, x, weight, bias, act, y);
+    }
     save_layout(ctx, y);
     ctx->saved_data["activation"] = activation_name(activation);
     ctx->saved_data["has_bias"] = has_bias;
+    ctx->saved_data["recompute_output"] = recompute_output;
+    ctx->saved_data["has_residual"] = has_residual;
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor &x = saved[0], &weight = saved[1], &bias = saved[2], &y = saved[3];
+    const at::Tensor &x = saved[0], &weight = saved[1], &bias = saved[2];
     const std::string act_name = ctx->saved_data["activation"].toStringRef();
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
-    const at::Tensor g = activation_backward(
-        incoming_grad(ctx, grads[0]), check_activation(activation_arg(act_name), "activation"), y, [&] {
-          return Ops::get().pointwise.call(x, weight, bias.defined() ? OptTensor(bias) : OptTensor(),
-                                           OptString());
-        });
+    const Activation act = check_activation(activation_arg(act_name), "activation");
+    const OptTensor b = bias.defined() ? OptTensor(bias) : OptTensor();
+    const at::Tensor grad = incoming_grad(ctx, grads[0]);
+    const at::Tensor y = ctx->saved_data["recompute_output"].toBool()
+                             ? Ops::get().pointwise.call(x, weight, b, activation_arg(act_name),
+                                                         OptTensor())
+                             : saved[3];
+    const at::Tensor g = activation_backward(grad, act, y, [&] {
+      return Ops::get().pointwise.call(x, weight, b, OptString(), OptTensor());
+    });
     at::Tensor gx, gw, gb;
     if (ctx->needs_input_grad(0)) gx = Ops::get().pw_grad_input.call(g, weight);
     if (ctx->needs_input_grad(1)) gw = Ops::get().pw_grad_weight.call(g, x);
     if (has_bias && ctx->needs_input_grad(2)) gb = bias_grad(g);
-    return {gx, gw, gb, at::Tensor()};
+    // d(out)/d(residual) is the identity. needs_input_grad counts the tensors given (an
+    // absent bias takes no index), the returned list every argument.
+    const bool need_r = ctx->saved_data["has_residual"].toBool() &&
+                        ctx->needs_input_grad(has_bias ? 3 : 2);
+    return {gx, gw, gb, at::Tensor(), need_r ? grad : at::Tensor()};
   }
 };
 
@@ -219,7 +239,7 @@ class SeparableFunction : public torch::autograd::Function<SeparableFunction> {
     const at::Tensor mid = ops.depthwise.call(x, dw_weight, dw_bias, geo.stride, geo.padding,
                                               geo.dilation, activation_arg(dw_name));
     const at::Tensor g_pw = activation_backward(incoming_grad(ctx, grads[0]), pw_act, y, [&] {
-      return ops.pointwise.call(mid, pw_weight, pw_bias, OptString());
+      return ops.pointwise.call(mid, pw_weight, pw_bias, OptString(), OptTensor());
     });
     at::Tensor gx, g_dw_w, g_pw_w, g_dw_b, g_pw_b;
     if (need_pw_w) g_pw_w = ops.pw_grad_weight.call(g_pw, mid);
@@ -269,13 +289,13 @@ at::Tensor depthwise_autograd(const at::Tensor& x, const at::Tensor& weight, con
 }
 
 at::Tensor pointwise_autograd(const at::Tensor& x, const at::Tensor& weight, const OptTensor& bias,
-                              OptString activation) {
+                              OptString activation, const OptTensor& residual) {
   const OptTensor x_ = x, w_ = weight;
-  if (!records({&x_, &w_, &bias})) {
+  if (!records({&x_, &w_, &bias, &residual})) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    return Ops::get().pointwise.call(x, weight, bias, activation);
+    return Ops::get().pointwise.call(x, weight, bias, activation, residual);
   }
-  return PointwiseFunction::apply(x, weight, bias, activation);
+  return PointwiseFunction::apply(x, weight, bias, activation, residual);
 }
 
 at::Tensor separable_autograd(const at::Tensor& x, const at::Tensor& dw_weight,

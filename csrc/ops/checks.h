@@ -181,10 +181,19 @@ inline Geometry check_dw_backward_weight(const at::Tensor& grad_out, const at::T
 }
 
 inline void check_pw_forward(const at::Tensor& x, const at::Tensor& weight,
-                             const std::optional<at::Tensor>& bias) {
+                             const std::optional<at::Tensor>& bias,
+                             const std::optional<at::Tensor>& residual) {
   check_input(x, "x");
   check_pw_weight(weight, "weight", x.size(1), x, "x");
   check_bias(bias, "bias", weight.size(0), x, "x");
+  if (residual.has_value() && residual->defined()) {
+    const std::vector<int64_t> out = {x.size(0), weight.size(0), x.size(2), x.size(3)};
+    TORCH_CHECK(residual->sizes() == at::IntArrayRef(out),
+                "residual is added to the output, so it must have the output's shape ",
+                at::IntArrayRef(out),
+                ", got ", residual->sizes());
+    check_same_kind(*residual, "residual", x, "x");
+  }
 }
 
 // The pointwise stage of separable, applied to the depthwise output's mid_channels.

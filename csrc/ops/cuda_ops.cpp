@@ -133,13 +133,17 @@ at::Tensor pointwise_forward_cuda(const at::Tensor& x, const at::Tensor& weight,
   return y;
 }
 
+// The residual is added by ATen after the kernel: a second pass, not fused on CUDA.
 at::Tensor pointwise_cuda(const at::Tensor& x, const at::Tensor& weight,
                           const std::optional<at::Tensor>& bias,
-                          std::optional<c10::string_view> activation) {
+                          std::optional<c10::string_view> activation,
+                          const std::optional<at::Tensor>& residual) {
   const c10::DeviceGuard guard(x.device());
   const Activation act = check_activation(activation, "activation");
-  check_pw_forward(x, weight, bias);
-  return pointwise_forward_cuda(x, weight, contiguous_or_undefined(bias), act, false);
+  check_pw_forward(x, weight, bias, residual);
+  at::Tensor y = pointwise_forward_cuda(x, weight, contiguous_or_undefined(bias), act, false);
+  if (residual.has_value() && residual->defined() && y.numel() > 0) y.add_(*residual);
+  return y;
 }
 
 at::Tensor pointwise_backward_input_cuda(const at::Tensor& grad_out, const at::Tensor& weight) {
@@ -190,7 +194,7 @@ at::Tensor separable_cuda(const at::Tensor& x, const at::Tensor& dw_weight,
   const auto& ops = Ops::get();
   const at::Tensor mid = ops.depthwise.call(c.dw.x, c.dw.weight, dw_bias, stride, padding,
                                             dilation, dw_activation);
-  return ops.pointwise.call(mid, c.pw_weight, pw_bias, pw_activation);
+  return ops.pointwise.call(mid, c.pw_weight, pw_bias, pw_activation, OptTensor());
 }
 
 }  // namespace

@@ -32,10 +32,11 @@ void bind_fast_calls(py::module_& m) {
     return Ops::get().depthwise.call(x, w, b, stride, padding, dilation, view(act));
   });
   m.def("pointwise_call", [](const at::Tensor& x, const at::Tensor& w, const OptTensor& b,
-                             const OptStr& act) {
+                             const OptStr& act, const OptTensor& residual) {
     py::gil_scoped_release no_gil;
-    return Ops::get().pointwise.call(x, w, b, view(act));
-  });
+    return Ops::get().pointwise.call(x, w, b, view(act), residual);
+  }, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("activation"),
+     py::arg("residual") = py::none());
   m.def("separable_call", [](const at::Tensor& x, const at::Tensor& dw, const at::Tensor& pw,
                              const OptTensor& db, const OptTensor& pb, const Ints& stride,
                              const Ints& padding, const Ints& dilation, const OptStr& dw_act,

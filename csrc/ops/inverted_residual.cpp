@@ -40,7 +40,7 @@ at::Tensor inverted_residual_composite(const at::Tensor& x, const OptTensor& exp
   const bool has_expand = expand_weight.has_value() && expand_weight->defined();
   const bool has_project = project_weight.has_value() && project_weight->defined();
   const at::Tensor e =
-      has_expand ? ops.pointwise.call(x, *expand_weight, expand_bias, expand_activation) : x;
+      has_expand ? ops.pointwise.call(x, *expand_weight, expand_bias, expand_activation, OptTensor()) : x;
   at::Tensor y = has_project
                      ? ops.separable.call(e, dw_weight, *project_weight, dw_bias, project_bias,
                                           stride, padding, dilation, dw_activation,

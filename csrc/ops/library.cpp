@@ -20,8 +20,10 @@ TORCH_LIBRARY(dsconv, m) {
       "depthwise_backward_weight(Tensor grad_out, Tensor x, int[4] weight_size, "
       "int[2] stride, int[4] padding, int[2] dilation) -> Tensor",
       tags);
-  m.def("pointwise(Tensor x, Tensor weight, Tensor? bias=None, str? activation=None) -> Tensor",
-        tags);
+  m.def(
+      "pointwise(Tensor x, Tensor weight, Tensor? bias=None, str? activation=None, "
+      "Tensor? residual=None) -> Tensor",
+      tags);
   m.def("pointwise_backward_input(Tensor grad_out, Tensor weight) -> Tensor", tags);
   m.def("pointwise_backward_weight(Tensor grad_out, Tensor x) -> Tensor", tags);
   m.def(

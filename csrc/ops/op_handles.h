@@ -14,7 +14,8 @@ using DepthwiseSig = at::Tensor(const at::Tensor&, const at::Tensor&, const OptT
                                 at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, OptString);
 using DwGradSig = at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef,
                              at::IntArrayRef, at::IntArrayRef, at::IntArrayRef);
-using PointwiseSig = at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, OptString);
+using PointwiseSig = at::Tensor(const at::Tensor&, const at::Tensor&, const OptTensor&, OptString,
+                                const OptTensor&);
 using PwGradSig = at::Tensor(const at::Tensor&, const at::Tensor&);
 using SeparableSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                 const OptTensor&, const OptTensor&, at::IntArrayRef,

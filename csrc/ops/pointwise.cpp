@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include "../cpu/dispatch.h"
+#include "../cpu/residual.h"
 #include "checks.h"
 #include "gemv.h"
 #include "packing.h"
@@ -15,10 +16,11 @@
 namespace dsconv::ops {
 namespace {
 
-// y = act(W . x + b) for checked arguments: the GEMM kernel dispatch selects, weights
-// packed (and cached) as it asks.
+// y = act(W . x + b) (+ residual) for checked arguments: the GEMM kernel dispatch selects,
+// weights packed (and cached) as it asks; the residual is added to each pixel range right
+// after the kernel wrote it.
 at::Tensor pointwise_forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                             Activation act) {
+                             Activation act, const at::Tensor& residual) {
   const Layout layout = layout_of(x);
   PwShape s = make_pw_shape(x.size(0), x.size(1), weight.size(0), x.size(2), x.size(3), act,
                             layout);
@@ -28,6 +30,7 @@ at::Tensor pointwise_forward(const at::Tensor& x, const at::Tensor& weight, cons
   const at::Tensor xc = x.contiguous(memory_format(layout));
   const at::Tensor w = dense_pw_weight(weight);
   const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
+  const at::Tensor r = residual.defined() ? residual.contiguous(memory_format(layout)) : at::Tensor();
   // The matrix-vector kernels read ATen's layout. An input-major weight (that is not also
   // contiguous) goes to the GEMM kernels, which read it in place, also for few pixels; 1x1
   // images then run as NHWC, whose strides coincide with NCHW's.
@@ -37,9 +40,14 @@ at::Tensor pointwise_forward(const at::Tensor& x, const at::Tensor& weight, cons
   }
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dsconv::pointwise", [&] {
     const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* rp = r.defined() ? r.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     if (gemv) {
-      pointwise_gemv(s, xc.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), bp,
-                     y.mutable_data_ptr<scalar_t>());
+      pointwise_gemv(s, xc.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), bp, yp);
+      for (int64_t n = 0; rp != nullptr && n < s.batch; ++n) {
+        add_residual_pixels(s.layout, s.out_channels, s.pixels, rp + n * s.y_ns, yp + n * s.y_ns,
+                            0, s.pixels);
+      }
       return;
     }
     const KernelEntry* entry = select_kernel(pw_query(Op::pw_forward, dtype_of<scalar_t>(), s));
@@ -47,10 +55,13 @@ at::Tensor pointwise_forward(const at::Tensor& x, const at::Tensor& weight, cons
     at::Tensor packed;
     const scalar_t* wp = pw_kernel_weight<scalar_t>(entry, s, w, packed);
     const scalar_t* xp = xc.const_data_ptr<scalar_t>();
-    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     parallel_per_image(s.batch, s.pixels, s.in_channels * s.out_channels,
                        [&](int64_t n, int64_t p0, int64_t p1) {
       kernel(s, xp + n * s.x_ns + p0 * s.x_ps, wp, bp, yp + n * s.y_ns + p0 * s.y_ps, p1 - p0);
+      if (rp != nullptr) {
+        add_residual_pixels(s.layout, s.out_channels, s.pixels, rp + n * s.y_ns, yp + n * s.y_ns,
+                            p0, p1);
+      }
     });
   });
   return y;
@@ -58,11 +69,13 @@ at::Tensor pointwise_forward(const at::Tensor& x, const at::Tensor& weight, cons
 
 at::Tensor pointwise_cpu(const at::Tensor& x, const at::Tensor& weight,
                          const std::optional<at::Tensor>& bias,
-                         std::optional<c10::string_view> activation) {
+                         std::optional<c10::string_view> activation,
+                         const std::optional<at::Tensor>& residual) {
   clear_kernel_record();
   const Activation act = check_activation(activation, "activation");
-  check_pw_forward(x, weight, bias);
-  return pointwise_forward(x, weight, bias.has_value() && bias->defined() ? *bias : at::Tensor(), act);
+  check_pw_forward(x, weight, bias, residual);
+  return pointwise_forward(x, weight, bias.has_value() && bias->defined() ? *bias : at::Tensor(),
+                           act, residual.has_value() && residual->defined() ? *residual : at::Tensor());
 }
 
 // gx = W^T . gy: the forward GEMM with the transposed weight (so it runs the same
@@ -74,7 +87,7 @@ at::Tensor pointwise_backward_input_cpu(const at::Tensor& grad_out, const at::Te
   check_pw_backward_input(grad_out, weight);
   const at::Tensor transposed =
       weight.reshape({weight.size(0), weight.size(1)}).t().contiguous().view({weight.size(1), weight.size(0), 1, 1});
-  return pointwise_forward(grad_out, transposed, at::Tensor(), Activation::none);
+  return pointwise_forward(grad_out, transposed, at::Tensor(), Activation::none, at::Tensor());
 }
 
 at::Tensor pointwise_backward_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x) {

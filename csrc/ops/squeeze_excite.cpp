@@ -38,8 +38,8 @@ at::Tensor squeeze_excite_composite(const at::Tensor& x, const at::Tensor& reduc
   check_squeeze_excite(x, reduce_weight, reduce_bias, expand_weight, expand_bias);
   const Ops& ops = Ops::get();
   const at::Tensor mean = at::mean(x, {2, 3}, /*keepdim=*/true);
-  const at::Tensor hidden = ops.pointwise.call(mean, reduce_weight, reduce_bias, activation);
-  const at::Tensor score = ops.pointwise.call(hidden, expand_weight, expand_bias, OptString());
+  const at::Tensor hidden = ops.pointwise.call(mean, reduce_weight, reduce_bias, activation, OptTensor());
+  const at::Tensor score = ops.pointwise.call(hidden, expand_weight, expand_bias, OptString(), OptTensor());
   // hardsigmoid as clamp(v + 3, 0, 6) / 6, its formula: ATen's hardsigmoid has no double
   // backward.
   const at::Tensor scale =
