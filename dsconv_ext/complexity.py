@@ -247,6 +247,11 @@ def model_cost(model: nn.Module, input_size: Sequence[int] = (3, 224, 224),
                dse_nn.PointwiseConv2d, dse_nn.SeparableConv2d, dse_nn.InvertedResidual,
                dse_nn.SqueezeExcite)
 
+    starts = {}  # InvertedResidual -> len(layers) when its forward began
+
+    def pre_hook(m, inputs):
+        starts[m] = len(layers)
+
     def hook(m, inputs, out):
         if isinstance(m, dse_nn.InvertedResidual):  # one call: its stages, as if run apart
             x = inputs[0]
@@ -257,8 +262,13 @@ def model_cost(model: nn.Module, input_size: Sequence[int] = (3, 224, 224),
                 oh, ow = (x.shape[2:] if stage_name == "expand" else out.shape[2:])
                 y = out.new_empty((x.shape[0], stage.out_channels, oh, ow))
                 kind, cost = _layer_cost(stage, y)
-                layers.append(LayerCost(f"{names[m]}.{stage_name}", kind, tuple(x.shape[1:]),
-                                        tuple(y.shape[1:]), cost, stage))
+                layer = LayerCost(f"{names[m]}.{stage_name}", kind, tuple(x.shape[1:]),
+                                  tuple(y.shape[1:]), cost, stage)
+                if stage_name == "project":  # after the squeeze-excite a block may hold
+                    layers.append(layer)
+                else:
+                    layers.insert(starts[m], layer)
+                    starts[m] += 1
                 x = y
             return
         if isinstance(m, dse_nn.SqueezeExcite):  # its two 1x1 convolutions on the 1x1 map
@@ -276,6 +286,8 @@ def model_cost(model: nn.Module, input_size: Sequence[int] = (3, 224, 224),
                                 cost, m))
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, counted)]
+    handles += [m.register_forward_pre_hook(pre_hook) for m in model.modules()
+                if isinstance(m, dse_nn.InvertedResidual)]
     was_training = model.training
     try:
         model.eval()

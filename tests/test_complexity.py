@@ -65,13 +65,19 @@ def test_package_models_published_counts(name):
     assert separable == cx.Cost(mc.params, mc.macs) and standard.macs > 2 * separable.macs
 
 
-def test_converted_model_same_macs():
-    model = models.mobilenet_v2(10, 0.5).eval()
+@pytest.mark.parametrize("make", [models.mobilenet_v2, models.mobilenet_v3_large])
+def test_converted_model_same_macs(make):
+    model = make(10, 0.5).eval()
     before = cx.model_cost(model, (3, 64, 64))
     after = cx.model_cost(dse.convert(model), (3, 64, 64))
     assert after.macs == before.macs
     assert [b.spec for b in after.blocks] == [b.spec for b in before.blocks]
-    assert {layer.kind for layer in after.layers} >= {"separable", "pointwise"}
+    assert {layer.kind for layer in after.layers} >= \
+        ({"separable", "pointwise"} if make is models.mobilenet_v2 else {"pointwise"})
+    if make is models.mobilenet_v3_large:  # in data-flow order inside a block with an SE
+        block = [layer.name for layer in after.layers if layer.name.startswith("features.12.")]
+        assert block == [f"features.12.{s}"
+                         for s in ("expand", "depthwise", "se.fc1", "se.fc2", "project")]
 
 
 def test_cli_in_process(capsys):
