@@ -537,18 +537,24 @@ def _block_module(view: _GraphView, anchor: fx.Node, nodes: set) -> Optional[str
     return path
 
 
-def _take_residual(view: _GraphView, match: _Match) -> None:
-    """match takes the residual add that follows it where that add sums the block's input and
-    its output, and the module whose forward computes the add computes exactly the match
-    and the add (so that module is what the fused block replaces)."""
-    last = match.stages[-1].steps[-1].node
-    block_input = match.stages[0].conv.node.args[0]
+def _residual_add(last: fx.Node, block_input) -> Optional[fx.Node]:
+    """The add of `last` and `block_input` that is `last`'s only use, or None."""
     if len(last.users) != 1:
-        return
+        return None
     add = next(iter(last.users))
     is_add = (add.op == "call_function" and add.target in _ADD_FUNCTIONS) or \
         (add.op == "call_method" and add.target == "add")
     if not is_add or add.kwargs or len(add.args) != 2 or set(add.args) != {last, block_input}:
+        return None
+    return add
+
+
+def _take_residual(view: _GraphView, match: _Match) -> None:
+    """match takes the residual add that follows it where that add sums the block's input and
+    its output, and the module whose forward computes the add computes exactly the match
+    and the add (so that module is what the fused block replaces)."""
+    add = _residual_add(match.stages[-1].steps[-1].node, match.stages[0].conv.node.args[0])
+    if add is None:
         return
     path = _block_module(view, add, {s.node for s in match.steps} | {add})
     if path is not None:
@@ -609,11 +615,8 @@ def _merge_squeeze_excite_blocks(view: _GraphView, matches: list) -> list:
         project = by_first.get(next(iter(mul.users))) if len(mul.users) == 1 else None
         if project is None or project.labels != ["pointwise"] or project.residual is not None:
             continue
-        last, block_input = project.steps[-1].node, head.steps[0].node.args[0]
-        add = next(iter(last.users)) if len(last.users) == 1 else None
-        is_add = add is not None and ((add.op == "call_function" and add.target in _ADD_FUNCTIONS)
-                                      or (add.op == "call_method" and add.target == "add"))
-        if not is_add or add.kwargs or len(add.args) != 2 or set(add.args) != {last, block_input}:
+        add = _residual_add(project.steps[-1].node, head.steps[0].node.args[0])
+        if add is None:
             continue
         block = _SeBlockMatch(head, se, project, _Step(add, "add", "add"), "")
         path = _block_module(view, add, {s.node for s in block.steps})

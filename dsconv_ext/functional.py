@@ -97,8 +97,6 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor
     """1x1 convolution, `activation(F.conv2d(x, weight, bias))`, plus `residual` when given
     (a tensor of the output's shape, added after the activation as each tile is stored: a
     block's skip connection). weight is [C_out, C_in, 1, 1]."""
-    if residual is None:
-        return _pointwise(x, weight, bias, activation)
     return _pointwise(x, weight, bias, activation, residual)
 
 

@@ -514,23 +514,22 @@ class InvertedResidual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stages = self._modules
-        e, d, p = stages.get("expand"), stages["depthwise"], stages.get("project")
-        se = stages.get("se")
-        if se is not None:
-            h = dsf._inverted_residual(
-                x, _param(e, "weight") if e is not None else None, _param(d, "weight"), None,
-                _param(e, "bias") if e is not None else None, _param(d, "bias"), None,
-                d.stride, _explicit_padding(d), d.dilation,
-                e.activation if e is not None else None, d.activation, None, False)
-            return dsf._pointwise(se(h), _param(p, "weight"), _param(p, "bias"), p.activation,
-                                  x if self.residual else None)
-        return dsf._inverted_residual(
+        e, d, se = stages.get("expand"), stages["depthwise"], stages.get("se")
+        # With a squeeze-excite the fused call ends at the depthwise stage; the projection
+        # (and the residual) come after the SE.
+        p = stages.get("project") if se is None else None
+        y = dsf._inverted_residual(
             x, _param(e, "weight") if e is not None else None, _param(d, "weight"),
             _param(p, "weight") if p is not None else None,
             _param(e, "bias") if e is not None else None, _param(d, "bias"),
             _param(p, "bias") if p is not None else None, d.stride, _explicit_padding(d),
             d.dilation, e.activation if e is not None else None, d.activation,
-            p.activation if p is not None else None, self.residual)
+            p.activation if p is not None else None, self.residual and se is None)
+        if se is None:
+            return y
+        p = stages["project"]
+        return dsf._pointwise(se(y), _param(p, "weight"), _param(p, "bias"), p.activation,
+                              x if self.residual else None)
 
     def extra_repr(self) -> str:
         mid = self.depthwise.in_channels

@@ -187,11 +187,10 @@ inline void check_pw_forward(const at::Tensor& x, const at::Tensor& weight,
   check_pw_weight(weight, "weight", x.size(1), x, "x");
   check_bias(bias, "bias", weight.size(0), x, "x");
   if (residual.has_value() && residual->defined()) {
-    const std::vector<int64_t> out = {x.size(0), weight.size(0), x.size(2), x.size(3)};
-    TORCH_CHECK(residual->sizes() == at::IntArrayRef(out),
-                "residual is added to the output, so it must have the output's shape ",
-                at::IntArrayRef(out),
-                ", got ", residual->sizes());
+    const std::vector<int64_t> sizes = {x.size(0), weight.size(0), x.size(2), x.size(3)};
+    const at::IntArrayRef out(sizes);
+    TORCH_CHECK(residual->sizes() == out, "residual is added to the output, so it must have "
+                "the output's shape ", out, ", got ", residual->sizes());
     check_same_kind(*residual, "residual", x, "x");
   }
 }
