@@ -10,7 +10,7 @@ from torch import nn
 import dsconv_ext as dse
 from dsconv_ext import models
 from dsconv_ext.nn import DepthwiseConv2d, InvertedResidual, PointwiseConv2d, SqueezeExcite
-from _ref import activate, ref_pointwise, with_layout
+from _ref import assert_format, ref_pointwise, with_layout
 
 # (batch, C_in, C_out, H, W): matrix-vector shapes (at most 4 pixels in all) and GEMM shapes
 # with partial tiles, one with several K blocks.
@@ -29,7 +29,8 @@ def _case(gen, shape, dtype, layout, residual_layout, bias=True):
 
 @pytest.mark.parametrize("activation", dse.ACTIVATIONS)
 @pytest.mark.parametrize("layouts", [("nchw", "nchw"), ("channels_last", "channels_last"),
-                                     ("channels_last", "nchw"), ("nchw", "strided"), ("channels_last", "cl_sliced")],
+                                     ("channels_last", "nchw"), ("nchw", "strided"),
+                                     ("channels_last", "cl_sliced")],
                          ids=lambda v: "-".join(v))
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_matches_aten_then_the_add(isa, gen, shape, layouts, activation):
@@ -39,9 +40,7 @@ def test_matches_aten_then_the_add(isa, gen, shape, layouts, activation):
         want = ref_pointwise(x.double(), weight.double(), b.double(), activation) + r.double()
         tol = 1e-4 if dtype == torch.float32 else 1e-10
         torch.testing.assert_close(y.double(), want, rtol=tol, atol=tol * shape[1] ** 0.5)
-        assert y.is_contiguous(memory_format=torch.channels_last
-                               if layouts[0] == "channels_last" and shape[3] * shape[4] > 1
-                               else torch.contiguous_format)
+        assert_format(y, x)
 
 
 def test_input_major_weight_and_empty_output(gen):
