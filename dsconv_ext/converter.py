@@ -50,7 +50,8 @@ _FUSED_ACTIVATIONS = ("relu", "relu6", "hardswish", "hardsigmoid", "sigmoid")
 
 @dataclass
 class Replacement:
-    path: str      # where the fused module is (the first conv's place)
+    path: str      # where the fused module is: the module it replaced whole, else the first
+    #                conv's place
     kind: str      # 'inverted_residual', 'squeeze_excite', 'separable', 'depthwise',
     #                'pointwise', 'dense', 'conv' or 'linear'
     pattern: str   # what it replaced, e.g. 'depthwise+bn+relu6 -> pointwise+bn'
@@ -84,6 +85,7 @@ class ConvertReport:
                 "dense": kinds["dense"],  # dense first layers (dsconv_ext.conv2d)
                 "conv": kinds["conv"],  # other convolutions, kept with their BatchNorm folded in
                 "linear": kinds["linear"],
+                "dropout": kinds["dropout"],  # nn.Dropout -> dsconv_ext.nn.Dropout
                 "residual_adds_fused": sum(s == "add" for s in steps),
                 "batchnorm_folded": sum(s == "bn" for s in steps),
                 "activations_fused": sum(s in _FUSED_ACTIVATIONS for s in steps),
@@ -96,12 +98,12 @@ class ConvertReport:
 
     def __str__(self) -> str:
         c = self.counts
-        lines = [f"dsconv_ext.convert: {len(self.replaced) - c['linear']} fused modules "
+        lines = [f"dsconv_ext.convert: {len(self.replaced) - c['linear'] - c['dropout']} fused modules "
                  f"({c['inverted_residual']} inverted residual, {c['squeeze_excite']} squeeze-excite, "
                  f"{c['separable']} separable, "
                  f"{c['depthwise']} depthwise, {c['pointwise']} pointwise, {c['dense']} dense, "
                  f"{c['conv']} other convolution with its BatchNorm folded), "
-                 f"{c['linear']} linear, "
+                 f"{c['linear']} linear, {c['dropout']} dropout, "
                  f"{c['batchnorm_folded']} BatchNorms folded, {c['activations_fused']} activations "
                  f"and {c['residual_adds_fused']} residual adds fused; returned as {'a torch.fx.GraphModule' if self.graph_module else 'the model'}"]
         lines += [f"  {n:4d} x {p}" for p, n in self.patterns.items()]
@@ -496,7 +498,11 @@ def _find_matches(view: _GraphView, skipped: List[Skip]) -> List[_Match]:
             _take_residual(view, match)
         claimed.update(s.node for s in match.steps)
         matches.append(match)
-    return _merge_squeeze_excite_blocks(view, matches)
+    matches = _merge_squeeze_excite_blocks(view, matches)
+    for m in matches:  # a module computing exactly a match is replaced whole (fewer calls)
+        if m.block_path is None:
+            m.block_path = _block_module(view, m.steps[-1].node, {s.node for s in m.steps})
+    return matches
 
 
 def _bn_fold_only(view: _GraphView, node: fx.Node) -> Optional[_Match]:
@@ -519,22 +525,26 @@ _ADD_FUNCTIONS = {operator.add, torch.add}
 
 
 def _block_module(view: _GraphView, anchor: fx.Node, nodes: set) -> Optional[str]:
-    """The path of the innermost module whose forward computes `anchor`, where that forward
-    computes exactly `nodes` and the module sits in one place of the model with none of its
-    attributes read directly (so replacing that module replaces exactly `nodes`); else None."""
-    stack = anchor.meta.get("nn_module_stack") or {}
-    if not stack:
-        return None
-    path = list(stack.values())[-1][0]
-    inside = {n for n in view.gm.graph.nodes
-              if any(p == path for p, _ in (n.meta.get("nn_module_stack") or {}).values())}
-    try:
-        module = view.root.get_submodule(path)
-    except AttributeError:
-        return None
-    if inside != nodes or view.uses_of_module[id(module)] != 1 or view.attributes_read(path):
-        return None
-    return path
+    """The path of the outermost module whose forward computes exactly `nodes` (`anchor`,
+    one of them, inside it), where that module sits in one place of the model with none of
+    its attributes read directly (so replacing that module replaces exactly `nodes`); else
+    None."""
+    found = None
+    for path, _ in reversed(list((anchor.meta.get("nn_module_stack") or {}).values())):
+        inside = {n for n in view.gm.graph.nodes
+                  if any(p == path for p, _ in (n.meta.get("nn_module_stack") or {}).values())}
+        if not path or not inside <= nodes:
+            break
+        if inside != nodes:
+            continue
+        try:
+            module = view.root.get_submodule(path)
+        except AttributeError:
+            break
+        if view.uses_of_module[id(module)] != 1 or view.attributes_read(path):
+            break
+        found = path
+    return found
 
 
 def _residual_add(last: fx.Node, block_input) -> Optional[fx.Node]:
@@ -564,25 +574,28 @@ def _take_residual(view: _GraphView, match: _Match) -> None:
 
 @dataclass
 class _SeBlockMatch:
-    """A block with a squeeze-excite and a residual (MobileNetV3's): the inverted residual up
-    to the SE (`head`), the SE, the pointwise projection and the add of the block's input,
-    all in one module whose forward computes exactly these: one InvertedResidual holding
-    the SqueezeExcite, whose projection adds the residual as it stores."""
+    """A block with a squeeze-excite (MobileNetV3's): the inverted residual up to the SE
+    (`head`), the SE, the pointwise projection and, where there is one, the add of the
+    block's input, all in one module whose forward computes exactly these: one
+    InvertedResidual holding the SqueezeExcite, whose projection adds the residual as it
+    stores."""
     head: _Match
     se: "_SeMatch"
     project: _Match
-    add: _Step
+    add: Optional[_Step]
     block_path: str
 
     kind = "inverted_residual"
 
     @property
     def steps(self) -> List[_Step]:
-        return self.head.steps + self.se.steps + self.project.steps + [self.add]
+        tail = [self.add] if self.add is not None else []
+        return self.head.steps + self.se.steps + self.project.steps + tail
 
     @property
     def pattern(self) -> str:
-        return " -> ".join([self.head.pattern, self.se.pattern, self.project.pattern, "add"])
+        return " -> ".join([self.head.pattern, self.se.pattern, self.project.pattern] +
+                           (["add"] if self.add is not None else []))
 
     @property
     def slot(self) -> str:
@@ -595,14 +608,15 @@ class _SeBlockMatch:
         else:
             expand, depthwise = head.expand, head.depthwise
         return dse_nn.InvertedResidual.from_parts(expand, depthwise, self.project.build(),
-                                                  residual=True, se=self.se.build())
+                                                  residual=self.add is not None,
+                                                  se=self.se.build())
 
 
 def _merge_squeeze_excite_blocks(view: _GraphView, matches: list) -> list:
     """Each squeeze-excite whose input is an inverted residual's (or a depthwise conv's)
-    output and nothing else's, whose output only a pointwise conv takes, that conv's output
-    then added to the block's input, becomes one _SeBlockMatch with those, where one module
-    computes exactly them."""
+    output and nothing else's, whose output only a pointwise conv takes (that conv's output
+    then added to the block's input, or not), becomes one _SeBlockMatch with those, where
+    one module computes exactly them."""
     by_last = {m.steps[-1].node: m for m in matches if isinstance(m, _Match)}
     by_first = {m.steps[0].node: m for m in matches if isinstance(m, _Match)}
     merged = {}
@@ -616,10 +630,8 @@ def _merge_squeeze_excite_blocks(view: _GraphView, matches: list) -> list:
         if project is None or project.labels != ["pointwise"] or project.residual is not None:
             continue
         add = _residual_add(project.steps[-1].node, head.steps[0].node.args[0])
-        if add is None:
-            continue
-        block = _SeBlockMatch(head, se, project, _Step(add, "add", "add"), "")
-        path = _block_module(view, add, {s.node for s in block.steps})
+        block = _SeBlockMatch(head, se, project, _Step(add, "add", "add") if add else None, "")
+        path = _block_module(view, block.steps[-1].node, {s.node for s in block.steps})
         if path is not None:
             block.block_path = path
             merged.update({id(head): block, id(se): None, id(project): None})
@@ -755,10 +767,11 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
 
 class FusedAway(nn.Identity):
     """What convert() leaves in the slot of a step it fused into the module before it (a
-    BatchNorm, an activation, a second conv): returns its input. Its __call__ skips
-    nn.Module's hook machinery, which costs more than the step itself: a converted MobileNet
-    keeps 50-65 of these slots, and with plain nn.Identity in them a batch-1 forward took
-    about 1% longer (V2, V3-Large on Zen 3). Hooks registered on it do not run."""
+    BatchNorm, an activation, a second conv) where no module computing exactly the match
+    was replaced whole: returns its input. Its __call__ skips nn.Module's hook machinery,
+    which costs more than the step itself (with 50-65 plain nn.Identity slots, as converted
+    MobileNets kept before blocks were replaced whole, a batch-1 forward took about 1%
+    longer; V2, V3-Large on Zen 3). Hooks registered on it do not run."""
 
     def __call__(self, input, *args, **kwargs):
         return input
@@ -814,8 +827,9 @@ def _with_prefix(prefix: str, matches: List[_Match], skipped: List[Skip], report
     def full(name):
         return prefix + name
     for m in matches:
+        where = m.block_path if m.block_path is not None else m.steps[0].path or m.steps[0].node.name
         report.replaced.append(Replacement(
-            full(m.steps[0].path or m.steps[0].node.name), m.kind, m.pattern,
+            full(where), m.kind, m.pattern,
             [full(s.path) if s.path else s.node.name for s in m.steps]))
     report.skipped.extend(Skip(full(s.path), s.reason) for s in skipped)
 
@@ -835,11 +849,14 @@ def _convert(module: nn.Module, prefix: str, uses: Counter, report: ConvertRepor
     skipped: List[Skip] = []
     view = _GraphView(gm, module_only=False, uses_of_module=uses, root=module)
     matches = _find_matches(view, skipped)
-    _with_prefix(prefix, matches, skipped, report)
     if all(m.block_path is not None or all(view.editable(s.path) for s in m.steps)
            for m in matches):
+        _with_prefix(prefix, matches, skipped, report)
         _apply_to_modules(module, matches)
         return module
+    for m in matches:  # the rewritten graph calls each fused module from its first step's slot
+        m.block_path = None
+    _with_prefix(prefix, matches, skipped, report)
     if prefix == "":
         report.graph_module = True
     return _apply_to_graph(gm, matches)
@@ -906,12 +923,32 @@ def _convert_linears(model: nn.Module, report: ConvertReport) -> nn.Module:
     return model
 
 
+def _convert_dropouts(model: nn.Module, report: ConvertReport) -> nn.Module:
+    """Every nn.Dropout module (the class itself) becomes a dsconv_ext.nn.Dropout, which
+    skips F.dropout in eval mode; one used in several places is replaced by one."""
+    if type(model) is nn.Dropout:
+        report.replaced.append(Replacement("", "dropout", "dropout", [""]))
+        return dse_nn.Dropout.from_dropout(model)
+    new: Dict[int, nn.Module] = {}
+    for parent_path, parent in list(model.named_modules()):
+        for name, child in list(parent._modules.items()):
+            if type(child) is not nn.Dropout:
+                continue
+            if id(child) not in new:
+                path = f"{parent_path}.{name}" if parent_path else name
+                new[id(child)] = dse_nn.Dropout.from_dropout(child)
+                report.replaced.append(Replacement(path, "dropout", "dropout", [path]))
+            setattr(parent, name, new[id(child)])
+    return model
+
+
 def convert(model: nn.Module, inplace: bool = False, report: bool = False,
             pack_weights: bool = True) -> Union[nn.Module, Tuple[nn.Module, ConvertReport]]:
     """`model` with its depthwise / pointwise convolutions (and the BatchNorms and ReLU /
     ReLU6 / Hardswish activations that follow them) replaced by the fused modules of
-    dsconv_ext.nn, and its nn.Linear modules by dsconv_ext.nn.Linear (the same parameters;
-    batch-1 calls on all threads); same outputs within float32 rounding. The model must be in
+    dsconv_ext.nn, its nn.Linear modules by dsconv_ext.nn.Linear (the same parameters;
+    batch-1 calls on all threads) and its nn.Dropout modules by dsconv_ext.nn.Dropout (no
+    dispatcher call in eval mode); same outputs within float32 rounding. The model must be in
     eval mode (BatchNorms are folded into the weights).
 
     Returns the converted model, or `(model, ConvertReport)` with `report=True`. The model
@@ -948,7 +985,7 @@ def convert(model: nn.Module, inplace: bool = False, report: bool = False,
             result.replaced.append(Replacement("", kind, kind, [""]))
     else:
         converted = _convert(model, "", uses, result)
-    converted = _convert_linears(converted, result)
+    converted = _convert_dropouts(_convert_linears(converted, result), result)
     if not pack_weights:
         _weights_in_place(converted)
     return (converted, result) if report else converted

@@ -127,6 +127,14 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
     they store; other calls run F.linear and then the activation."""
     if activation not in _TORCH_ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if not _is_compiling() and not _has_torch_function((x, weight, bias)):
+        try:  # the same pointwise call, its checks and reshapes in C++ (fast_calls.cpp)
+            y = _C.linear_call(x, weight, bias, activation)
+            if y is not None:
+                return y
+        except TypeError as e:  # not tensors: the checks below say what is wrong
+            if not str(e).startswith("linear_call(): incompatible function arguments"):
+                raise
     if (x.dim() >= 1 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
             and isinstance(weight, torch.Tensor) and weight.dim() == 2
             and weight.shape[1] == x.shape[-1] > 0

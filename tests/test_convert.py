@@ -28,18 +28,17 @@ PACKAGE = {
     "mobilenet_v2": (lambda: models.mobilenet_v2(10, 0.5),
                      dict(inverted_residual=16, separable=1, depthwise=0, pointwise=1,
                           residual_adds_fused=10, dense=1, skipped=0, graph_module=False)),
-    # V3: a block with a squeeze-excite and a residual is one InvertedResidual holding the
-    # SqueezeExcite (its projection adds the residual); without a residual, expand ->
-    # depthwise fuse, the squeeze-excite is one module and the projection stays pointwise.
+    # V3: a block with a squeeze-excite is one InvertedResidual holding the SqueezeExcite
+    # (its projection adds the residual where there is one); the one pointwise left is the
+    # last 1x1 convolution.
     "mobilenet_v3_large": (lambda: models.mobilenet_v3_large(10, 0.5),
                            dict(inverted_residual=15, squeeze_excite=8, separable=0, depthwise=0,
-                                pointwise=4, residual_adds_fused=10, dense=1, skipped=0,
+                                pointwise=1, residual_adds_fused=10, dense=1, skipped=0,
                                 graph_module=False)),
-    # (the first block, depthwise -> squeeze-excite -> pointwise without a residual, keeps
-    # its three modules)
+    # (the first block, depthwise -> squeeze-excite -> pointwise without a residual, too)
     "mobilenet_v3_small": (lambda: models.mobilenet_v3_small(10, 0.5),
-                           dict(inverted_residual=10, squeeze_excite=9, separable=0, depthwise=1,
-                                pointwise=4, residual_adds_fused=7, dense=1, skipped=0,
+                           dict(inverted_residual=11, squeeze_excite=9, separable=0, depthwise=0,
+                                pointwise=1, residual_adds_fused=7, dense=1, skipped=0,
                                 graph_module=False)),
 }
 ALL = {**ZOO, **PACKAGE}
@@ -173,14 +172,13 @@ def test_report(converted):
 def test_package_model_keeps_structure(converted):
     _, model, report = converted["mobilenet_v2"]
     assert type(model.classifier[-1]) is dse.nn.Linear  # the head: batch 1 on all threads
-    first = model.features[1].conv  # expansion 1: depthwise, projection
-    assert isinstance(first[0][0], SeparableConv2d) and isinstance(first[1][0], nn.Identity)
-    # Stride 2, no residual: the block's convolutions are replaced, the block stays.
-    block = model.features[2].conv  # expansion, depthwise, projection
-    assert isinstance(block[0][0], InvertedResidual) and not block[0][0].residual
-    assert block[0][0].expand.activation == "relu6" and block[0][0].project.activation is None
-    assert isinstance(block[1][0], nn.Identity) and isinstance(block[2][0], nn.Identity)
-    # With a residual: the whole block module is replaced, the add fused.
+    # A block module that computes exactly a fused pattern is replaced whole: expansion 1 by
+    # a SeparableConv2d; stride 2 without a residual by an InvertedResidual; with a residual
+    # by an InvertedResidual that adds it. The model keeps its class.
+    assert type(model) is models.MobileNetV2 and isinstance(model.features[1], SeparableConv2d)
+    block = model.features[2]  # expansion, depthwise, projection
+    assert isinstance(block, InvertedResidual) and not block.residual
+    assert block.expand.activation == "relu6" and block.project.activation is None
     assert isinstance(model.features[3], InvertedResidual) and model.features[3].residual
     assert "1 x depthwise+bn+relu6 -> pointwise+bn" in str(report)
     assert "10 x pointwise+bn+relu6 -> depthwise+bn+relu6 -> pointwise+bn -> add" in str(report)
@@ -190,9 +188,9 @@ def test_fused_away_slots(converted):
     """The slots of fused steps hold FusedAway: an nn.Identity that returns its input
     without nn.Module's call machinery; the converted model pickles whole and converts again
     to the same outputs."""
-    original, model, _ = converted["mobilenet_v2"]
+    original, model, _ = converted["efficientnet"]
     slots = [m for m in model.modules() if isinstance(m, dse.converter.FusedAway)]
-    assert len(slots) > 10 and all(isinstance(m, nn.Identity) for m in slots)
+    assert len(slots) >= 5 and all(isinstance(m, nn.Identity) for m in slots)
     x = x_of()
     assert slots[0](x) is x
     buffer = io.BytesIO()
@@ -215,12 +213,51 @@ def test_inplace_and_copy():
     copy = dse.convert(original)
     assert copy is not original and isinstance(original.features[1][0][0], nn.Conv2d)
     same = dse.convert(original, inplace=True)
-    assert same is original and isinstance(original.features[1][0][0], SeparableConv2d)
+    assert same is original and isinstance(original.features[1], SeparableConv2d)
     with torch.no_grad():
         assert_same_outputs(original(x), before)
     # Converting again finds nothing more to do.
     _, again = dse.convert(same, report=True)
     assert again.replaced == [] and again.counts["skipped"] == 0
+
+
+class ExactBlock(nn.Module):
+    """Its forward computes exactly depthwise+bn+relu -> pointwise+bn."""
+
+    def __init__(self):
+        super().__init__()
+        self.dw = nn.Sequential(nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False),
+                                nn.BatchNorm2d(6), nn.ReLU())
+        self.pw = nn.Sequential(nn.Conv2d(6, 8, 1, bias=False), nn.BatchNorm2d(8))
+
+    def forward(self, x):
+        return self.pw(self.dw(x))
+
+
+class LargerBlock(ExactBlock):
+    def forward(self, x):
+        return super().forward(x) * 2
+
+
+def test_a_module_computing_exactly_a_match_is_replaced_whole():
+    """The outermost module whose forward is exactly a fused pattern is replaced by the fused
+    module (one call instead of a tree of slots); a module that computes more keeps its class,
+    the fused module in its first step's slot and FusedAway in the others."""
+    torch.manual_seed(0)
+    # the last: a container of an exact block, replaced whole too
+    model = calibrate(nn.Sequential(ExactBlock(), nn.Conv2d(8, 6, 3, padding=1), LargerBlock(),
+                                    nn.Conv2d(8, 6, 3, padding=1), nn.Sequential(ExactBlock())),
+                      size=(6, 8, 8))
+    x = torch.randn(2, 6, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = model(x)
+    converted, report = dse.convert(model, report=True)
+    assert type(converted[0]) is SeparableConv2d and type(converted[4]) is SeparableConv2d
+    assert type(converted[2]) is LargerBlock and type(converted[2].dw[0]) is SeparableConv2d
+    assert all(type(m) is dse.converter.FusedAway for m in (*converted[2].dw[1:], *converted[2].pw))
+    assert sorted(r.path for r in report.replaced) == ["0", "1", "2.dw.0", "3", "4"]
+    with torch.no_grad():
+        assert_same_outputs(converted(x), want)
 
 
 def test_training_mode_refused():

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import dsconv_ext as dse
-from dsconv_ext.nn import Linear
+from dsconv_ext.nn import Dropout, Linear
 from _ref import assert_kernels
 
 LEADING = [(), (1,), (3,), (2, 2), (4, 1), (5,), (2, 3), (0,)]
@@ -114,6 +114,54 @@ def test_other_dtypes_and_bad_shapes_are_f_linears():
         assert str(ours.value) == str(aten.value)
 
 
+def test_direct_call_takes_exactly_the_batch1_calls(gen):
+    """_C.linear_call, the C++ path of eager calls, computes the calls the Python path sends
+    to the matrix-vector kernels (strided operands included) and declines the others
+    (None), which then take the Python path."""
+    from dsconv_ext import _C
+    x = torch.randn(3, 40, generator=gen)[:, ::2]  # [3, 20], strided
+    w = torch.randn(20, 13, generator=gen).t()     # [13, 20], transposed
+    b = torch.randn(13, generator=gen)
+    y = _C.linear_call(x, w, b, "relu6")
+    torch.testing.assert_close(y, F.relu6(F.linear(x, w, b)), rtol=1e-5, atol=1e-5)
+    assert torch.equal(y, dse.linear(x, w, b, "relu6"))
+    declined = [(torch.randn(5, 20), w),                        # 5 rows
+                (torch.randn(0, 20), w),                        # no rows
+                (torch.randn(2, 0), torch.randn(13, 0)),        # no input features
+                (torch.randn(1, 20, dtype=torch.bfloat16), w.bfloat16()),
+                (torch.randn(1, 19), w),                        # features differ
+                (torch.randn(1, 20), torch.randn(13, 20, 1)),   # weight not 2-D
+                (torch.tensor(1.0), w)]                         # 0-d input
+    for xd, wd in declined:
+        assert _C.linear_call(xd, wd, None, None) is None, (xd.shape, wd.shape)
+
+
+def test_dropout_module(gen):
+    """dsconv_ext.nn.Dropout returns its input in eval mode and is nn.Dropout in training;
+    convert replaces each nn.Dropout (not subclasses) by one."""
+    x = torch.randn(4, 10, generator=gen)
+    d = Dropout.from_dropout(nn.Dropout(0.3).eval())
+    assert isinstance(d, nn.Dropout) and d.p == 0.3 and not d.training and d(x) is x
+    d.train()
+    torch.manual_seed(1)
+    got = d(x)
+    torch.manual_seed(1)
+    assert torch.equal(got, F.dropout(x, 0.3, True)) and not torch.equal(got, x)
+    with pytest.raises(TypeError, match="expects an nn.Dropout"):
+        Dropout.from_dropout(nn.ReLU())
+
+    class MyDropout(nn.Dropout):
+        pass
+
+    shared = nn.Dropout(0.1)
+    model = nn.Sequential(shared, nn.Linear(10, 10), shared, MyDropout()).eval()
+    converted, report = dse.convert(model, report=True)
+    assert type(converted[0]) is Dropout and converted[0] is converted[2]
+    assert type(converted[3]) is MyDropout and report.counts["dropout"] == 1
+    assert "1 dropout" in str(report)
+    assert type(dse.convert(nn.Dropout().eval())) is Dropout
+
+
 def test_module_is_an_nn_linear_with_the_same_parameters(gen):
     lin = nn.Linear(40, 12)
     ours = Linear.from_linear(lin)
@@ -146,7 +194,7 @@ def test_convert_replaces_each_linear_once():
     shared = nn.Linear(6, 6)
     model = nn.Sequential(nn.Linear(8, 6), nn.Dropout(), shared, nn.ReLU(), shared).eval()
     converted, report = dse.convert(model, report=True)
-    assert [type(m) for m in converted] == [Linear, nn.Dropout, Linear, nn.ReLU, Linear]
+    assert [type(m) for m in converted] == [Linear, Dropout, Linear, nn.ReLU, Linear]
     assert converted[2] is converted[4] and converted[2].activation is None  # shared: not fused
     assert report.counts["linear"] == 2
     x = torch.randn(1, 8)
@@ -162,9 +210,9 @@ def test_convert_fuses_the_activation_after_a_linear_in_a_sequential(gen):
     model = nn.Sequential(nn.Linear(48, 64), nn.Hardswish(inplace=True), nn.Dropout(0.2),
                           nn.Linear(64, 10), nn.ReLU6()).eval()
     converted, report = dse.convert(model, report=True)
-    assert [type(m) for m in converted] == [Linear, FusedAway, nn.Dropout, Linear, FusedAway]
+    assert [type(m) for m in converted] == [Linear, FusedAway, Dropout, Linear, FusedAway]
     assert (converted[0].activation, converted[3].activation) == ("hardswish", "relu6")
-    assert report.patterns == {"linear+hardswish": 1, "linear+relu6": 1}
+    assert report.patterns == {"linear+hardswish": 1, "linear+relu6": 1, "dropout": 1}
     assert report.counts["activations_fused"] == 2
     assert "activation='hardswish'" in repr(converted[0])
     for rows in (1, 6):  # the matrix-vector kernels, and F.linear then the activation

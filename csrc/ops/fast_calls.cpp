@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fast_calls.h"
+#include "gemv.h"
 #include "op_handles.h"
 
 namespace dsconv::ops {
@@ -21,6 +22,28 @@ using Ints = std::vector<int64_t>;
 using OptStr = std::optional<std::string>;
 
 OptString view(const OptStr& s) { return s ? OptString(*s) : std::nullopt; }
+
+// dsconv_ext.functional.linear's batch-1 path: x [*, K] with at most kGemvMaxPixels rows in
+// all, as pointwise on [rows, K, 1, 1] images (its matrix-vector kernels), the output back
+// to [*, N]. nullopt for any other call (the caller runs its general path): done here
+// rather than in Python, whose reshapes and checks cost more than the op on a cold cache.
+std::optional<at::Tensor> linear_batch1(const at::Tensor& x, const at::Tensor& w,
+                                        const OptTensor& b, const OptStr& act) {
+  if (!x.device().is_cpu() || (x.scalar_type() != at::kFloat && x.scalar_type() != at::kDouble) ||
+      x.dim() < 1 || w.dim() != 2) {
+    return std::nullopt;
+  }
+  const int64_t k = x.size(-1);
+  if (k == 0 || w.size(1) != k) return std::nullopt;
+  const int64_t rows = x.numel() / k;
+  if (rows == 0 || rows > kGemvMaxPixels) return std::nullopt;
+  at::Tensor y = Ops::get().pointwise.call(x.reshape({rows, k, 1, 1}),
+                                           w.reshape({w.size(0), k, 1, 1}), b, view(act),
+                                           std::nullopt);
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end() - 1);
+  shape.push_back(w.size(0));
+  return y.reshape(shape);
+}
 
 }  // namespace
 
@@ -37,6 +60,11 @@ void bind_fast_calls(py::module_& m) {
     return Ops::get().pointwise.call(x, w, b, view(act), residual);
   }, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("activation"),
      py::arg("residual") = py::none());
+  m.def("linear_call", [](const at::Tensor& x, const at::Tensor& w, const OptTensor& b,
+                          const OptStr& act) {
+    py::gil_scoped_release no_gil;
+    return linear_batch1(x, w, b, act);
+  });
   m.def("separable_call", [](const at::Tensor& x, const at::Tensor& dw, const at::Tensor& pw,
                              const OptTensor& db, const OptTensor& pb, const Ints& stride,
                              const Ints& padding, const Ints& dilation, const OptStr& dw_act,
