@@ -24,8 +24,8 @@ from . import _fake, _autograd  # noqa: E402,F401  (register fake kernels and au
 from .backend import (  # noqa: E402
     cpu_capability, last_kernels, set_cpu_capability, supported_cpu_capabilities)
 from .functional import (  # noqa: E402
-    ACTIVATIONS, GATES, conv2d, depthwise, inverted_residual, linear, pointwise, separable,
-    squeeze_excite)
+    ACTIVATIONS, GATES, conv2d, depthwise, global_avg_pool, inverted_residual, linear,
+    pointwise, separable, squeeze_excite)
 from . import nn, models  # noqa: E402
 from .fold import fold_bn  # noqa: E402
 from .converter import ConvertReport, convert  # noqa: E402
@@ -37,7 +37,7 @@ if os.environ.get("DSCONV_ISA"):
     set_cpu_capability(os.environ["DSCONV_ISA"], _source="DSCONV_ISA")
 
 __all__ = ["depthwise", "pointwise", "separable", "inverted_residual", "squeeze_excite",
-           "conv2d", "linear", "GATES", "cpu_capability", "set_cpu_capability",
+           "conv2d", "linear", "global_avg_pool", "GATES", "cpu_capability", "set_cpu_capability",
            "supported_cpu_capabilities", "last_kernels", "ACTIVATIONS", "nn", "fold_bn",
            "convert", "ConvertReport", "models", "complexity"]
 

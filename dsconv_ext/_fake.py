@@ -111,3 +111,8 @@ def _squeeze_excite(x, reduce_weight, reduce_bias, expand_weight, expand_bias,
     _check_device("x", x, reduce_weight=reduce_weight, reduce_bias=reduce_bias,
                   expand_weight=expand_weight, expand_bias=expand_bias)
     return _empty(x, tuple(x.shape), _format(x))
+
+
+@torch.library.register_fake(lib + "global_avg_pool")
+def _global_avg_pool(x):
+    return _empty(x, (x.shape[0], x.shape[1], 1, 1), _format(x))

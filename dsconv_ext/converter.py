@@ -53,7 +53,7 @@ class Replacement:
     path: str      # where the fused module is: the module it replaced whole, else the first
     #                conv's place
     kind: str      # 'inverted_residual', 'squeeze_excite', 'separable', 'depthwise',
-    #                'pointwise', 'dense', 'conv' or 'linear'
+    #                'pointwise', 'dense', 'conv', 'linear', 'dropout' or 'global_avg_pool'
     pattern: str   # what it replaced, e.g. 'depthwise+bn+relu6 -> pointwise+bn'
     replaced: List[str]  # the modules / calls it replaced, in order
 
@@ -86,6 +86,7 @@ class ConvertReport:
                 "conv": kinds["conv"],  # other convolutions, kept with their BatchNorm folded in
                 "linear": kinds["linear"],
                 "dropout": kinds["dropout"],  # nn.Dropout -> dsconv_ext.nn.Dropout
+                "global_avg_pool": kinds["global_avg_pool"],  # nn.AdaptiveAvgPool2d(1)
                 "residual_adds_fused": sum(s == "add" for s in steps),
                 "batchnorm_folded": sum(s == "bn" for s in steps),
                 "activations_fused": sum(s in _FUSED_ACTIVATIONS for s in steps),
@@ -98,12 +99,14 @@ class ConvertReport:
 
     def __str__(self) -> str:
         c = self.counts
-        lines = [f"dsconv_ext.convert: {len(self.replaced) - c['linear'] - c['dropout']} fused modules "
+        others = c["linear"] + c["dropout"] + c["global_avg_pool"]
+        lines = [f"dsconv_ext.convert: {len(self.replaced) - others} fused modules "
                  f"({c['inverted_residual']} inverted residual, {c['squeeze_excite']} squeeze-excite, "
                  f"{c['separable']} separable, "
                  f"{c['depthwise']} depthwise, {c['pointwise']} pointwise, {c['dense']} dense, "
                  f"{c['conv']} other convolution with its BatchNorm folded), "
                  f"{c['linear']} linear, {c['dropout']} dropout, "
+                 f"{c['global_avg_pool']} global average pool, "
                  f"{c['batchnorm_folded']} BatchNorms folded, {c['activations_fused']} activations "
                  f"and {c['residual_adds_fused']} residual adds fused; returned as {'a torch.fx.GraphModule' if self.graph_module else 'the model'}"]
         lines += [f"  {n:4d} x {p}" for p, n in self.patterns.items()]
@@ -942,13 +945,39 @@ def _convert_dropouts(model: nn.Module, report: ConvertReport) -> nn.Module:
     return model
 
 
+def _is_global_pool_module(m: nn.Module) -> bool:
+    return type(m) is nn.AdaptiveAvgPool2d and m.output_size in (1, (1, 1), [1, 1])
+
+
+def _convert_global_pools(model: nn.Module, report: ConvertReport) -> nn.Module:
+    """Every nn.AdaptiveAvgPool2d(1) module (the class itself) left after the fusions (a
+    classifier head's) becomes a dsconv_ext.nn.GlobalAvgPool2d; one used in several places
+    is replaced by one."""
+    if _is_global_pool_module(model):
+        report.replaced.append(Replacement("", "global_avg_pool", "global_avg_pool", [""]))
+        return dse_nn.GlobalAvgPool2d()
+    new: Dict[int, nn.Module] = {}
+    for parent_path, parent in list(model.named_modules()):
+        for name, child in list(parent._modules.items()):
+            if child is None or not _is_global_pool_module(child):
+                continue
+            if id(child) not in new:
+                path = f"{parent_path}.{name}" if parent_path else name
+                new[id(child)] = dse_nn.GlobalAvgPool2d().train(child.training)
+                report.replaced.append(Replacement(path, "global_avg_pool", "global_avg_pool",
+                                                   [path]))
+            setattr(parent, name, new[id(child)])
+    return model
+
+
 def convert(model: nn.Module, inplace: bool = False, report: bool = False,
             pack_weights: bool = True) -> Union[nn.Module, Tuple[nn.Module, ConvertReport]]:
     """`model` with its depthwise / pointwise convolutions (and the BatchNorms and ReLU /
     ReLU6 / Hardswish activations that follow them) replaced by the fused modules of
     dsconv_ext.nn, its nn.Linear modules by dsconv_ext.nn.Linear (the same parameters;
-    batch-1 calls on all threads) and its nn.Dropout modules by dsconv_ext.nn.Dropout (no
-    dispatcher call in eval mode); same outputs within float32 rounding. The model must be in
+    batch-1 calls on all threads), its nn.Dropout modules by dsconv_ext.nn.Dropout (no
+    dispatcher call in eval mode) and the nn.AdaptiveAvgPool2d(1) modules the fusions leave
+    by dsconv_ext.nn.GlobalAvgPool2d (one op); same outputs within float32 rounding. The model must be in
     eval mode (BatchNorms are folded into the weights).
 
     Returns the converted model, or `(model, ConvertReport)` with `report=True`. The model
@@ -986,6 +1015,7 @@ def convert(model: nn.Module, inplace: bool = False, report: bool = False,
     else:
         converted = _convert(model, "", uses, result)
     converted = _convert_dropouts(_convert_linears(converted, result), result)
+    converted = _convert_global_pools(converted, result)
     if not pack_weights:
         _weights_in_place(converted)
     return (converted, result) if report else converted

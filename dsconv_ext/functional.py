@@ -40,6 +40,7 @@ _pointwise = _calling("pointwise")
 _separable = _calling("separable")
 _inverted_residual = _calling("inverted_residual")
 _squeeze_excite = _calling("squeeze_excite")
+_global_avg_pool = _calling("global_avg_pool")
 _conv2d = _calling("conv2d")
 
 # The activations every op accepts (defined once, in csrc/cpu/activation.h).
@@ -192,3 +193,10 @@ def squeeze_excite(x: torch.Tensor, reduce_weight: torch.Tensor,
     MobileNetV3, 'sigmoid'). The output has x's memory format."""
     return _squeeze_excite(x, reduce_weight, reduce_bias, expand_weight, expand_bias,
                            activation, gate)
+
+
+def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
+    """The mean of each channel over H and W, `F.adaptive_avg_pool2d(x, 1)`: x is
+    [N, C, H, W], the output [N, C, 1, 1] in x's memory format. One op on the CPU (the
+    squeeze of squeeze_excite); with gradients, and on CUDA, ATen's mean."""
+    return _global_avg_pool(x)

@@ -121,13 +121,14 @@ class MobileNetV2(nn.Module):
                 channels = out
         layers.append(conv_bn_act(channels, last, 1, activation=nn.ReLU6))
         self.features = nn.Sequential(*layers)
+        # a module (torchvision calls F.adaptive_avg_pool2d), as in V1 and V3: convert can
+        # then replace it (state_dicts are the same: it holds nothing)
+        self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last, num_classes))
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)
-        x = nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
-        return self.classifier(x)
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
 # ---------------------------------------------------------------- V3

@@ -16,7 +16,7 @@ TESTS=(tests/test_forward.py tests/test_grad.py tests/test_properties.py tests/t
        tests/test_bad_input.py tests/test_errors.py tests/test_empty.py tests/test_threads.py
        tests/test_packed_cache.py tests/test_inverted_residual.py
        tests/test_squeeze_excite.py tests/test_linear.py tests/test_kernels.py
-       tests/test_conv2d.py tests/test_pointwise_residual.py)
+       tests/test_conv2d.py tests/test_pointwise_residual.py tests/test_global_avg_pool.py)
 [ $# -gt 0 ] && TESTS=("$@")
 
 if [ "$build" = 1 ]; then

@@ -230,3 +230,21 @@ def test_pointwise_residual_on_cuda(layout):
     y_gpu.square().sum().backward()
     for a, b in zip(cpu, gpu):
         torch.testing.assert_close(b.grad.cpu(), a.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_global_avg_pool_on_cuda(layout, dtype):
+    """global_avg_pool on CUDA (ATen's mean) matches ATen's adaptive_avg_pool2d, in the op's
+    memory format, forward and backward."""
+    x = torch.randn(2, 40, 7, 9, device="cuda", dtype=dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    y = dse.global_avg_pool(x)
+    want = F.adaptive_avg_pool2d(x, 1)
+    torch.testing.assert_close(y, want)
+    assert y.is_contiguous(memory_format=torch.channels_last if layout == "channels_last"
+                           else torch.contiguous_format)
+    g = torch.randn_like(y)
+    torch.testing.assert_close(torch.autograd.grad(y, x, g)[0], torch.autograd.grad(want, x, g)[0])

@@ -31,11 +31,14 @@ def _args(name, grad=False):
                 "relu", None)
     if name == "squeeze_excite":
         return (x, r(3, 6, 1, 1), r(3), r(6, 3, 1, 1), None, "relu", "sigmoid")
+    if name == "global_avg_pool":
+        return (x,)
     return (x, r(12, 6, 1, 1), r(12, 1, 3, 3), r(6, 12, 1, 1), r(12), r(12), r(6), (1, 1),
             (1, 1, 1, 1), (1, 1), "relu6", "relu6", None, True)
 
 
-NAMES = ["depthwise", "pointwise", "separable", "inverted_residual", "squeeze_excite"]
+NAMES = ["depthwise", "pointwise", "separable", "inverted_residual", "squeeze_excite",
+         "global_avg_pool"]
 
 
 def _direct(name):

@@ -118,6 +118,10 @@ def cases():
                                        t(2, 7, 1, 1, grad=True), t(2, grad=True),
                                        t(7, 2, 1, 1, grad=True), t(7, grad=True), "relu6",
                                        "hardsigmoid")),
+        # global_avg_pool(x)
+        ("global_avg_pool", "cl", (t(2, 6, 5, 4, layout="channels_last"),)),
+        ("global_avg_pool", "strided-f64-grad", (t(1, 4, 3, 3, layout="strided", dtype=f64,
+                                                   grad=True),)),
     ]
 
 
@@ -129,5 +133,5 @@ def test_opcheck(name, args):
 def test_every_op_is_checked():
     registered = {n.split("::")[1].split(".")[0] for n in torch._C._dispatch_get_all_op_names()
                   if n.startswith("dsconv::")}
-    assert len(registered) == 10
+    assert len(registered) == 11
     assert {n for n, _, _ in cases()} == registered

@@ -12,6 +12,7 @@
 
 #include "checks.h"
 #include "conv2d.h"
+#include "global_avg_pool.h"
 #include "inverted_residual.h"
 #include "op_handles.h"
 #include "squeeze_excite.h"
@@ -366,9 +367,20 @@ at::Tensor squeeze_excite_autograd(const at::Tensor& x, const at::Tensor& reduce
                                   activation, gate);
 }
 
+// With gradients: ATen's mean (global_avg_pool_composite); inference runs the kernel.
+at::Tensor global_avg_pool_autograd(const at::Tensor& x) {
+  const OptTensor x_ = x;
+  if (!records({&x_})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return Ops::get().global_avg_pool.call(x);
+  }
+  return global_avg_pool_composite(x);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(dsconv, Autograd, m) {
+  m.impl("global_avg_pool", &global_avg_pool_autograd);
   m.impl("squeeze_excite", &squeeze_excite_autograd);
   m.impl("conv2d", &conv2d_autograd);
   m.impl("inverted_residual", &inverted_residual_autograd);

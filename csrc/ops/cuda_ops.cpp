@@ -14,6 +14,7 @@
 #include "depthwise.h"
 #include "inverted_residual.h"
 #include "op_handles.h"
+#include "global_avg_pool.h"
 #include "squeeze_excite.h"
 #include "tensor_shapes.h"
 
@@ -210,6 +211,7 @@ TORCH_LIBRARY_IMPL(dsconv, CUDA, m) {
   // No fused CUDA kernel yet: the chain of the CUDA ops above.
   m.impl("inverted_residual", &inverted_residual_composite);
   m.impl("squeeze_excite", &squeeze_excite_composite);
+  m.impl("global_avg_pool", &global_avg_pool_composite);  // ATen's mean
   m.impl("conv2d", &conv2d_composite);
 }
 

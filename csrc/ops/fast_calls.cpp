@@ -89,6 +89,10 @@ void bind_fast_calls(py::module_& m) {
     py::gil_scoped_release no_gil;
     return Ops::get().conv2d.call(x, w, b, stride, padding, dilation, view(act));
   });
+  m.def("global_avg_pool_call", [](const at::Tensor& x) {
+    py::gil_scoped_release no_gil;
+    return Ops::get().global_avg_pool.call(x);
+  });
   m.def("squeeze_excite_call",
         [](const at::Tensor& x, const at::Tensor& rw, const OptTensor& rb, const at::Tensor& ew,
            const OptTensor& eb, const OptStr& act, const std::string& gate) {

@@ -53,4 +53,6 @@ TORCH_LIBRARY(dsconv, m) {
       "Tensor expand_weight, Tensor? expand_bias, str? activation=\"relu\", "
       "str gate=\"hardsigmoid\") -> Tensor",
       tags);
+  // The mean of each channel over H and W: [N, C, 1, 1] (F.adaptive_avg_pool2d(x, 1)).
+  m.def("global_avg_pool(Tensor x) -> Tensor", tags);
 }

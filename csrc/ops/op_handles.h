@@ -28,6 +28,8 @@ using SqueezeExciteSig = at::Tensor(const at::Tensor&, const at::Tensor&, const 
                                     const at::Tensor&, const OptTensor&, OptString,
                                     c10::string_view);
 
+using GlobalAvgPoolSig = at::Tensor(const at::Tensor&);
+
 using Conv2dSig = DepthwiseSig;  // the same argument list
 
 template <typename Sig>
@@ -47,6 +49,9 @@ struct Ops {
       op_handle<InvertedResidualSig>("dsconv::inverted_residual");
   c10::TypedOperatorHandle<SqueezeExciteSig> squeeze_excite =
       op_handle<SqueezeExciteSig>("dsconv::squeeze_excite");
+
+  c10::TypedOperatorHandle<GlobalAvgPoolSig> global_avg_pool =
+      op_handle<GlobalAvgPoolSig>("dsconv::global_avg_pool");
 
   c10::TypedOperatorHandle<Conv2dSig> conv2d = op_handle<Conv2dSig>("dsconv::conv2d");
 

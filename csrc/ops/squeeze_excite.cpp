@@ -2,10 +2,9 @@
 // Three passes: the channel means of every image (csrc/cpu/squeeze_excite.h), the two
 // FCs for the whole batch at once on the registered pointwise kernels (the N mean vectors
 // are the N pixels of one 1x1 NHWC image; bias and activation fused; gemv.h for a few images),
-// the gate, then y = x * gate per channel in x's layout. Threads split the means and the
-// scaling by (image, pixel range) in NHWC (the means as sums of fixed blocks of pixels, added
-// in block order: the same result on any thread count) and by (image, channel range) in
-// NCHW, so batch 1 is split too where an image is large enough to pay.
+// the gate, then y = x * gate per channel in x's layout. Threads split the means
+// (channel_means.h) and the scaling by (image, pixel range) in NHWC and by (image, channel
+// range) in NCHW, so batch 1 is split too where an image is large enough to pay.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
@@ -19,6 +18,7 @@
 
 #include "../cpu/dispatch.h"
 #include "../cpu/squeeze_excite.h"
+#include "channel_means.h"
 #include "checks.h"
 #include "depthwise.h"
 #include "gemv.h"
@@ -49,13 +49,6 @@ at::Tensor squeeze_excite_composite(const at::Tensor& x, const at::Tensor& reduc
 }
 
 namespace {
-
-// Elements of x a thread takes at least in the mean and scale passes. In NHWC both split
-// by pixels, so each thread streams its own rows once (the means used to split channels,
-// every thread touching every row: a second thread was no faster). MobileNetV3-Large's SE
-// at batch 1 on 2 threads against 1 << 17 (one thread): 72 and 120 channels at 28x28
-// 1.2-1.3x faster, the 14x14 and 7x7 ones within noise.
-constexpr int64_t kPassGrainElements = 1 << 13;
 
 at::Tensor squeeze_excite_cpu(const at::Tensor& x, const at::Tensor& reduce_weight,
                               const OptTensor& reduce_bias, const at::Tensor& expand_weight,
@@ -95,36 +88,16 @@ at::Tensor squeeze_excite_cpu(const at::Tensor& x, const at::Tensor& reduce_weig
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     // Per image: C means, S hidden values, C scores (gated in place), and in NHWC the
     // channel sums of each block of pixels; this thread's kept buffer.
-    const bool nhwc = layout == Layout::nhwc;
-    const int64_t blocks = nhwc ? se_pixel_blocks(s) : 0;
     TileBuffer<scalar_t> buffer;
-    scalar_t* mean = buffer.get(batch * (2 * channels + squeezed + blocks * channels));
+    scalar_t* mean = buffer.get(batch * (2 * channels + squeezed) + channel_means_scratch(s, batch));
     scalar_t* hidden = mean + batch * channels;
     scalar_t* score = hidden + batch * squeezed;
-    scalar_t* block_sums = score + batch * channels;
-    const int64_t image = channels * pixels;
-    if (nhwc) {  // threads split the blocks of pixels: each reads its rows once
-      at::parallel_for(0, batch * blocks, grain_for(channels * kSeBlockPixels, kPassGrainElements),
-                       [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          squeeze_excite_block_sums(s, xp + (i / blocks) * image, i % blocks,
-                                    block_sums + i * channels);
-        }
-      });
-      for (int64_t n = 0; n < batch; ++n) {
-        squeeze_excite_means_from_blocks(s, block_sums + n * blocks * channels, mean + n * channels);
-      }
-    } else {
-      at::parallel_for(0, batch * channels, grain_for(pixels, kPassGrainElements),
-                       [&](int64_t begin, int64_t end) {
-        for_each_image_piece(begin, end, channels, [&](int64_t n, int64_t c0, int64_t c1) {
-          squeeze_excite_means_nchw(s, xp + n * image, mean + n * channels + c0, c0, c1);
-        });
-      });
-    }
+    channel_means(s, batch, xp, mean, score + batch * channels);
     fc(reduce, rw, rb, mean, hidden);
     fc(expand, ew, eb, hidden, score);
     squeeze_excite_gates(g, score, batch * channels);
+    const bool nhwc = layout == Layout::nhwc;
+    const int64_t image = channels * pixels;
     const int64_t units = nhwc ? pixels : channels, unit_elements = nhwc ? channels : pixels;
     at::parallel_for(0, batch * units, grain_for(unit_elements, kPassGrainElements),
                      [&](int64_t begin, int64_t end) {
