@@ -15,7 +15,7 @@ using Gemm8x8Neon = simd::Pointwise<arm::Neon, 8, 2>;
 
 using ConvNeon = simd::Conv<arm::Neon, 8, 2>;
 
-DSCONV_SIMD_KERNELS(neon, DwNeon, Gemm8x8Neon, 8x8, arm::Neon, ConvNeon)
+DSCONV_SIMD_KERNELS(neon, DwNeon, Gemm8x8Neon, 8x8, arm::Neon, ConvNeon, 8x8)
 DSCONV_SIMD_BACKWARD_KERNELS(neon, simd::DepthwiseBackward<arm::Neon>)
 
 }  // namespace dsconv

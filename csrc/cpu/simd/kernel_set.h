@@ -9,7 +9,7 @@
 #include "gemv.h"
 #include "pointwise.h"
 
-#define DSCONV_SIMD_KERNELS(isa, Dw, Gemm, tile, Vec, Conv)                                   \
+#define DSCONV_SIMD_KERNELS(isa, Dw, Gemm, tile, Vec, Conv, conv_tile)                        \
   int64_t pack_dw_channel_groups_f32_##isa(const DwShape& s, const float* w, float* out) {    \
     return Dw::pack_channel_groups(s, w, out);                                                \
   }                                                                                           \
@@ -23,11 +23,13 @@
                                     const float* b, float* y, int64_t n) {                    \
     Gemm::forward_nhwc(s, x, w, b, y, n);                                                     \
   }                                                                                           \
-  int64_t pack_conv_##tile##_nhwc_f32_##isa(const ConvShape& s, const float* w, float* out) { \
+  int64_t pack_conv_##conv_tile##_nhwc_f32_##isa(const ConvShape& s, const float* w,          \
+                                                 float* out) {                               \
     return Conv::pack(s, w, out);                                                             \
   }                                                                                           \
-  void conv_igemm_##tile##_nhwc_f32_##isa(const ConvShape& s, const float* x, const float* w, \
-                                          const float* b, float* y, int64_t r0, int64_t r1) { \
+  void conv_igemm_##conv_tile##_nhwc_f32_##isa(const ConvShape& s, const float* x,           \
+                                               const float* w, const float* b, float* y,      \
+                                               int64_t r0, int64_t r1) {                      \
     Conv::forward(s, x, w, b, y, r0, r1);                                                     \
   }                                                                                           \
   void gemv_4xk_nhwc_f32_##isa(const PwShape& s, const float* x, const float* w,              \

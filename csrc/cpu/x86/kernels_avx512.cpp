@@ -25,7 +25,7 @@ using Gemm8x32Avx512 = simd::Pointwise<x86::Avx512, 8, 2>;
 
 using ConvAvx512 = simd::Conv<x86::Avx512, 8, 2>;
 
-DSCONV_SIMD_KERNELS(avx512, DwAvx512, Gemm8x32Avx512, 8x32, x86::Avx512, ConvAvx512)
+DSCONV_SIMD_KERNELS(avx512, DwAvx512, Gemm8x32Avx512, 8x32, x86::Avx512, ConvAvx512, 8x32)
 DSCONV_SIMD_BACKWARD_KERNELS(avx512, simd::DepthwiseBackward<x86::Avx512>)
 
 }  // namespace dsconv
