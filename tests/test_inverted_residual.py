@@ -157,10 +157,13 @@ def test_random_blocks(isa):
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("shape", [
     dict(batch=2, hw=(30, 27)),
+    dict(batch=1, hw=(30, 27)),
     # Too few rows for row tiles on 2+ threads: the stages run one after the other.
     dict(batch=1, hw=(7, 7)),
     dict(batch=1, hw=(14, 13), stride=2, project=False),
-], ids=["tiles", "short", "short-no-project"])
+    # No project stage, one image split between threads: stages too on 2+ threads.
+    dict(batch=1, hw=(28, 27), project=False),
+], ids=["tiles", "tiles-one-image", "short", "short-no-project", "no-project"])
 def test_any_thread_count_gives_the_same_bits(gen, layout, threads, shape):
     tensors, kwargs = make_block(gen, cin=24, mid=144, cout=24, layout=layout, **shape)
     previous = torch.get_num_threads()
