@@ -926,48 +926,36 @@ def _convert_linears(model: nn.Module, report: ConvertReport) -> nn.Module:
     return model
 
 
-def _convert_dropouts(model: nn.Module, report: ConvertReport) -> nn.Module:
-    """Every nn.Dropout module (the class itself) becomes a dsconv_ext.nn.Dropout, which
-    skips F.dropout in eval mode; one used in several places is replaced by one."""
-    if type(model) is nn.Dropout:
-        report.replaced.append(Replacement("", "dropout", "dropout", [""]))
-        return dse_nn.Dropout.from_dropout(model)
+def _replace_leaf_modules(model: nn.Module, report: ConvertReport, kind: str, wanted,
+                          make) -> nn.Module:
+    """Every module `wanted` accepts becomes make(module), reported as `kind`; one used in
+    several places is replaced by one (it stays shared)."""
+    if wanted(model):
+        report.replaced.append(Replacement("", kind, kind, [""]))
+        return make(model)
     new: Dict[int, nn.Module] = {}
     for parent_path, parent in list(model.named_modules()):
         for name, child in list(parent._modules.items()):
-            if type(child) is not nn.Dropout:
+            if child is None or not wanted(child):
                 continue
             if id(child) not in new:
                 path = f"{parent_path}.{name}" if parent_path else name
-                new[id(child)] = dse_nn.Dropout.from_dropout(child)
-                report.replaced.append(Replacement(path, "dropout", "dropout", [path]))
+                new[id(child)] = make(child)
+                report.replaced.append(Replacement(path, kind, kind, [path]))
             setattr(parent, name, new[id(child)])
     return model
 
 
-def _is_global_pool_module(m: nn.Module) -> bool:
-    return type(m) is nn.AdaptiveAvgPool2d and m.output_size in (1, (1, 1), [1, 1])
-
-
-def _convert_global_pools(model: nn.Module, report: ConvertReport) -> nn.Module:
-    """Every nn.AdaptiveAvgPool2d(1) module (the class itself) left after the fusions (a
-    classifier head's) becomes a dsconv_ext.nn.GlobalAvgPool2d; one used in several places
-    is replaced by one."""
-    if _is_global_pool_module(model):
-        report.replaced.append(Replacement("", "global_avg_pool", "global_avg_pool", [""]))
-        return dse_nn.GlobalAvgPool2d()
-    new: Dict[int, nn.Module] = {}
-    for parent_path, parent in list(model.named_modules()):
-        for name, child in list(parent._modules.items()):
-            if child is None or not _is_global_pool_module(child):
-                continue
-            if id(child) not in new:
-                path = f"{parent_path}.{name}" if parent_path else name
-                new[id(child)] = dse_nn.GlobalAvgPool2d().train(child.training)
-                report.replaced.append(Replacement(path, "global_avg_pool", "global_avg_pool",
-                                                   [path]))
-            setattr(parent, name, new[id(child)])
-    return model
+# Modules (the classes themselves, not subclasses) swapped for ones that compute the same
+# with less overhead, after the fusions: (report kind, which, the replacement).
+# nn.Dropout -> dsconv_ext.nn.Dropout: no F.dropout call in eval mode. nn.AdaptiveAvgPool2d(1)
+# (a classifier head's; a squeeze-excite's pool is fused by then) -> GlobalAvgPool2d: one op.
+_LEAF_REPLACEMENTS = [
+    ("dropout", lambda m: type(m) is nn.Dropout, dse_nn.Dropout.from_dropout),
+    ("global_avg_pool",
+     lambda m: type(m) is nn.AdaptiveAvgPool2d and m.output_size in (1, (1, 1), [1, 1]),
+     lambda m: dse_nn.GlobalAvgPool2d().train(m.training)),
+]
 
 
 def convert(model: nn.Module, inplace: bool = False, report: bool = False,
@@ -1014,8 +1002,9 @@ def convert(model: nn.Module, inplace: bool = False, report: bool = False,
             result.replaced.append(Replacement("", kind, kind, [""]))
     else:
         converted = _convert(model, "", uses, result)
-    converted = _convert_dropouts(_convert_linears(converted, result), result)
-    converted = _convert_global_pools(converted, result)
+    converted = _convert_linears(converted, result)
+    for kind, wanted, make in _LEAF_REPLACEMENTS:
+        converted = _replace_leaf_modules(converted, result, kind, wanted, make)
     if not pack_weights:
         _weights_in_place(converted)
     return (converted, result) if report else converted

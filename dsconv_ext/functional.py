@@ -129,7 +129,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
     if activation not in _TORCH_ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
     if not _is_compiling() and not _has_torch_function((x, weight, bias)):
-        try:  # the same pointwise call, its checks and reshapes in C++ (fast_calls.cpp)
+        # The same pointwise call, its checks and reshapes in C++ (fast_calls.cpp, the rule
+        # of the traceable path below).
+        try:
             y = _C.linear_call(x, weight, bias, activation)
             if y is not None:
                 return y

@@ -651,6 +651,11 @@ class Dropout(nn.Dropout):
         return module
 
 
+# dtypes the ops take per device type (checks.h's rule), for modules that fall back to ATen.
+_OP_DTYPES = {d: tuple(getattr(torch, n) for n in dsf._C.supported_dtypes(d))
+              for d in ("cpu", "cuda")}
+
+
 class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
     """nn.AdaptiveAvgPool2d(1) computed by dsconv_ext.global_avg_pool: one op, where ATen
     runs mean -> sum + div and a copy (about 100 us of a batch-1 MobileNetV3-Large forward
@@ -664,11 +669,6 @@ class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
         if x.dim() == 4 and x.dtype in _OP_DTYPES.get(x.device.type, ()):
             return dsf._global_avg_pool(x)
         return super().forward(x)
-
-
-# dtypes the ops take per device type (checks.h's rule), for modules that fall back to ATen.
-_OP_DTYPES = {d: tuple(getattr(torch, n) for n in dsf._C.supported_dtypes(d))
-              for d in ("cpu", "cuda")}
 
 
 __all__ = ["DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d", "InvertedResidual",
