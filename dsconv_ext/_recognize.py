@@ -25,6 +25,23 @@ def ops_run_on(device: torch.device) -> bool:
         return False
 
 
+def _dtypes_on(device_type: str) -> Tuple[torch.dtype, ...]:
+    if not ops_run_on(torch.device(device_type)):
+        return ()
+    return tuple(getattr(torch, n) for n in _C.supported_dtypes(device_type))
+
+
+# device type -> the dtypes the ops take there (checks.h's rule; none where no dsconv kernels
+# are registered). A plain dict, so torch.compile traces a module's lookups in it.
+_OP_DTYPES = {t: _dtypes_on(t) for t in _DISPATCH_KEYS}
+
+
+def op_dtypes(device: torch.device) -> Tuple[torch.dtype, ...]:
+    """The dtypes the ops take for tensors on `device`; none where no dsconv kernels are
+    registered for it."""
+    return _OP_DTYPES.get(device.type, ())
+
+
 def has_hooks(module: nn.Module) -> bool:
     return bool(module._forward_hooks or module._forward_pre_hooks)
 
@@ -58,12 +75,12 @@ def conv_kind(conv: nn.Conv2d) -> Tuple[Optional[str], str]:
         return None, "it has forward hooks"
     if conv.padding_mode != "zeros":
         return None, f"padding_mode={conv.padding_mode!r} (the ops pad with zeros only)"
-    names = _C.supported_dtypes(conv.weight.device.type) if ops_run_on(conv.weight.device) else []
-    if names and conv.weight.dtype not in [getattr(torch, n) for n in names]:
-        return None, (f"dtype {conv.weight.dtype} (the ops take {', '.join(names)} on "
-                      f"{conv.weight.device.type})")
-    if not ops_run_on(conv.weight.device):
+    dtypes = op_dtypes(conv.weight.device)
+    if not dtypes:
         return None, f"device {conv.weight.device} (no dsconv kernels are registered for it)"
+    if conv.weight.dtype not in dtypes:
+        names = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+        return None, f"dtype {conv.weight.dtype} (the ops take {names} on {conv.weight.device.type})"
     kh, kw = conv.kernel_size
     if conv.groups == 1 and (kh, kw) == (1, 1):
         if tuple(conv.stride) != (1, 1):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from . import functional as dsf
-from ._recognize import as_activation, as_gate, conv_kind
+from ._recognize import as_activation, as_gate, conv_kind, op_dtypes
 from .fold import BatchNormParams, batch_norm_params, fold_into
 from .functional import IntPair, Padding, _pair
 
@@ -651,11 +651,6 @@ class Dropout(nn.Dropout):
         return module
 
 
-# dtypes the ops take per device type (checks.h's rule), for modules that fall back to ATen.
-_OP_DTYPES = {d: tuple(getattr(torch, n) for n in dsf._C.supported_dtypes(d))
-              for d in ("cpu", "cuda")}
-
-
 class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
     """nn.AdaptiveAvgPool2d(1) computed by dsconv_ext.global_avg_pool: one op, where ATen
     runs mean -> sum + div and a copy (about 100 us of a batch-1 MobileNetV3-Large forward
@@ -666,7 +661,7 @@ class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
         super().__init__(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4 and x.dtype in _OP_DTYPES.get(x.device.type, ()):
+        if x.dim() == 4 and x.dtype in op_dtypes(x.device):
             return dsf._global_avg_pool(x)
         return super().forward(x)
 
