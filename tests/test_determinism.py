@@ -66,3 +66,46 @@ def test_bitwise_identical_across_threads_runs_and_processes(isa):
                    timeout=300)
     assert child.returncode == 0, child.stderr
     assert json.loads(child.stdout.strip().splitlines()[-1]) == reference
+
+
+# Forward calls whose tiling follows the L2 size (csrc/cpu/cache_sizes.h): the inverted
+# residual's row tiles, the separable tiles and the GEMM's pixel blocks.
+TILED = {
+    "inverted_residual": ((1, 24, 56, 56), [(144, 24, 1, 1), (144, 1, 3, 3), (24, 144, 1, 1)]),
+    "separable": ((2, 64, 40, 40), [(64, 1, 3, 3), (96, 64, 1, 1)]),
+    "pointwise": ((1, 400, 30, 30), [(72, 400, 1, 1)]),
+}
+
+
+def tiling_digests(isa):
+    """sha256 of each TILED call's output (channels_last), by op name."""
+    g = torch.Generator().manual_seed(11)
+    out = {}
+    with forced_isa(isa), torch.inference_mode():
+        for name, (x_shape, w_shapes) in TILED.items():
+            x = torch.randn(x_shape, generator=g).contiguous(memory_format=torch.channels_last)
+            ws = [torch.randn(s, generator=g) / s[1] ** 0.5 for s in w_shapes]
+            if name == "inverted_residual":
+                y = dse.inverted_residual(x, ws[0], ws[1], ws[2], expand_activation="relu6",
+                                          dw_activation="relu6", padding=1, residual=True)
+            elif name == "separable":
+                y = dse.separable(x, *ws, padding=1, dw_activation="relu")
+            else:
+                y = dse.pointwise(x, *ws, activation="relu")
+            out[name] = hashlib.sha256(y.contiguous().numpy().tobytes()).hexdigest()
+    return out
+
+
+@pytest.mark.parametrize("isa", kernel_sets())
+def test_bitwise_identical_for_any_cache_size(isa):
+    """The tile budgets scale with the L2 size; DSCONV_L2_BYTES forces one. Other tilings
+    (256 KiB and 2 MiB, the clamp's ends, one of them other than this machine's) give the
+    same bits."""
+    reference = tiling_digests(isa)
+    for l2 in (256 * 1024, 2048 * 1024):
+        child = python(f"import sys, json; sys.path.insert(0, {TESTS!r}); "
+                       f"from test_determinism import tiling_digests; "
+                       f"print(json.dumps(tiling_digests({isa!r})))",
+                       env_extra={"DSCONV_L2_BYTES": str(l2)}, timeout=300)
+        assert child.returncode == 0, child.stderr
+        assert json.loads(child.stdout.strip().splitlines()[-1]) == reference, l2

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cache_sizes.h"
 #include "residual.h"
 #include "separable.h"
 #include "shapes.h"
@@ -40,7 +41,9 @@ struct IrWeights {
 };
 
 // Bytes the row buffer and the depthwise tile of one tile may take together: with the
-// weights they stay in L2.
+// weights they stay in L2. These budgets are for a 512 KiB L2; the tiling scales them to
+// the CPU's (l2_scaled: on a 2 MiB L2, MobileNetV2's 112x112 and 56x56 blocks ran 1.08x
+// faster with 4x the budget).
 constexpr int64_t kIrTileBytes = 192 * 1024;
 // The budget where the weights are larger than kIrTileBytes.
 constexpr int64_t kIrLargeWeightTileBytes = 512 * 1024;
@@ -69,13 +72,13 @@ IrTiling ir_tiling(const IrShape& s, int64_t threads) {
     return (ir_input_rows(dw, r) * in_row + r * mid_row) * int64_t(sizeof(T));
   };
   int64_t rows = 1;
-  while (rows < dw.out_h && bytes(rows + 1) <= kIrTileBytes) ++rows;
+  while (rows < dw.out_h && bytes(rows + 1) <= l2_scaled(kIrTileBytes)) ++rows;
   // Each tile streams the expand and project weights once: where they outweigh the budget,
   // tiles grow (to a whole small image) so the weights are read fewer times.
   const int64_t weight_bytes = (s.has_expand ? s.expand.in_channels * dw.channels : 0) +
                                (s.has_project ? dw.out_channels() * s.project.out_channels : 0);
-  if (weight_bytes * int64_t(sizeof(T)) > kIrTileBytes) {
-    while (rows < dw.out_h && bytes(rows + 1) <= kIrLargeWeightTileBytes) ++rows;
+  if (weight_bytes * int64_t(sizeof(T)) > l2_scaled(kIrTileBytes)) {
+    while (rows < dw.out_h && bytes(rows + 1) <= l2_scaled(kIrLargeWeightTileBytes)) ++rows;
   }
   // Equal work per thread: a tile count the threads divide (tiles then differ by a row at
   // most; a thread's consecutive tiles share their overlapping input rows).

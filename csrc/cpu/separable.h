@@ -5,12 +5,13 @@
 #pragma once
 #include <algorithm>
 
+#include "cache_sizes.h"
 #include "shapes.h"
 
 namespace dsconv {
 
 // Bytes of intermediate a tile holds by default: it stays in L2 next to the pointwise
-// weights.
+// weights. The budgets here are for a 512 KiB L2, scaled to the CPU's (l2_scaled).
 constexpr int64_t kSeparableTileBytes = 64 * 1024;
 // Each tile streams the whole pointwise weight through the GEMM once, so a tile must have
 // enough pixels to amortize that: at least kSeparableMinTilePixels when the weight does not
@@ -41,10 +42,10 @@ template <typename T>
 SeparableTiling separable_tiling(const DwShape& dw, int64_t pw_out_channels, int64_t threads) {
   const int64_t row_bytes = std::max<int64_t>(1, dw.out_w * dw.out_channels() * int64_t(sizeof(T)));
   const int64_t weight_bytes = dw.out_channels() * pw_out_channels * int64_t(sizeof(T));
-  int64_t rows = kSeparableTileBytes / row_bytes;
-  if (dw.layout == Layout::nchw || weight_bytes > kSeparableLargeWeightBytes) {
+  int64_t rows = l2_scaled(kSeparableTileBytes) / row_bytes;
+  if (dw.layout == Layout::nchw || weight_bytes > l2_scaled(kSeparableLargeWeightBytes)) {
     const int64_t rows_for_pixels = (kSeparableMinTilePixels + dw.out_w - 1) / std::max<int64_t>(1, dw.out_w);
-    rows = std::max(rows, std::min(rows_for_pixels, kSeparableMaxTileBytes / row_bytes));
+    rows = std::max(rows, std::min(rows_for_pixels, l2_scaled(kSeparableMaxTileBytes) / row_bytes));
   }
   rows = std::max<int64_t>(1, std::min(dw.out_h, rows));
   SeparableTiling tiling{(dw.out_h + rows - 1) / rows, dw.out_w, dw.out_h * dw.out_w, rows};

@@ -1,10 +1,10 @@
 // CPU implementation of dsconv::inverted_residual: expand -> act -> depthwise -> act ->
 // project (-> + x) in one pass over tiles of output rows (csrc/cpu/inverted_residual.h).
 // Neither the expanded tensor nor the depthwise output is written to memory; each thread
-// holds a row buffer and a depthwise tile of at most kIrTileBytes together (more only
-// when a single row needs it). On several threads, images too short to share out in row
-// tiles and small blocks without a project stage run the stages one after the other
-// (stages_beat_row_tiles).
+// holds a row buffer and a depthwise tile of at most kIrTileBytes together, scaled to the
+// L2 size (csrc/cpu/cache_sizes.h; more only when a single row needs it). On several
+// threads, images too short to share out in row tiles and small blocks without a project
+// stage run the stages one after the other (stages_beat_row_tiles).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/add.h>
@@ -56,7 +56,7 @@ namespace {
 bool given(const OptTensor& t) { return t.has_value() && t->defined(); }
 
 // Expanded images up to which a block without a project stage runs as stages on several
-// threads (stages_beat_row_tiles): about L2.
+// threads (stages_beat_row_tiles): about L2 (for a 512 KiB L2; scaled to the CPU's).
 constexpr int64_t kIrStagesMaxExpandedBytes = 1 << 20;
 
 // Whether several threads run the block faster as its stages one after the other (the
@@ -75,7 +75,7 @@ bool stages_beat_row_tiles(int64_t batch, int64_t out_h, bool has_project,
                            int64_t expanded_image_bytes, int64_t threads) {
   if (threads <= 1) return false;
   if (batch * out_h < 4 * threads) return true;
-  return !has_project && batch < threads && expanded_image_bytes <= kIrStagesMaxExpandedBytes;
+  return !has_project && batch < threads && expanded_image_bytes <= l2_scaled(kIrStagesMaxExpandedBytes);
 }
 
 at::Tensor inverted_residual_cpu(const at::Tensor& x, const OptTensor& expand_weight,

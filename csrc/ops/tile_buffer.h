@@ -16,7 +16,7 @@ struct TileBuffer {
   std::vector<T> large;
   T* get(int64_t elements) {
     const size_t n = static_cast<size_t>(elements);
-    if (n * sizeof(T) > static_cast<size_t>(2 * kSeparableMaxTileBytes)) {
+    if (n * sizeof(T) > static_cast<size_t>(2 * l2_scaled(kSeparableMaxTileBytes))) {
       large.resize(n);
       return large.data();
     }

@@ -292,6 +292,17 @@ std::vector<Problem> pw_problems(const KernelEntry& e) {
       }
     }
   }
+  // From K = 384 on NHWC forward may switch to a taller tile (AVX-512: 14 rows): every
+  // pixel count up to two such tiles and a bit, so each row count of it and its edge
+  // tiles runs.
+  if (e.op == Op::pw_forward) {
+    for (int64_t pixels = 1; pixels <= 31; ++pixels) {
+      const int64_t h = pixels % 3 == 0 ? 3 : 1;
+      make_pw(e.op, 1, 384 + pixels % 3, pick(couts, rng), h, pixels / h, pick(layouts, rng),
+              pick(acts, rng), rng.below(4) != 0, &p);
+      out.push_back(p);
+    }
+  }
   return out;
 }
 

@@ -12,22 +12,31 @@
 #include <cstdint>
 #include <vector>
 
+#include "../cache_sizes.h"
 #include "../shapes.h"
 #include "gemm_tile.h"
 
 namespace dsconv::simd {
 
-// Pixel rows of X (Cin floats each) that fit in about half of L2 with the B panel.
+// Pixel rows of X (Cin floats each) that fit in about half of L2 with the B panel (for a
+// 512 KiB L2, scaled to the CPU's: l2_scaled).
 constexpr int64_t kPointwiseBlockBytes = 128 * 1024;
 
 // MR x NV vectors is the tile; NHWC forward uses the second tile MR2 x NV2 instead where its
 // width divides C_out and the first tile's does not (on AVX2, 4x24 for C_out = 24, 72, 120,
 // ...: 1.14x at C_out = 24, where 6x16 leaves a half-empty panel; where both divide C_out,
-// 6x16 measured as fast or faster).
-template <class V, int MR, int NV, int MR2 = MR, int NV2 = NV>
+// 6x16 measured as fast or faster), and the deep tile MR_DEEP x NV from kDeepK input
+// channels on (same panels, so the same packing).
+template <class V, int MR, int NV, int MR2 = MR, int NV2 = NV, int MR_DEEP = MR>
 struct Pointwise {
   static constexpr int NR = NV * V::N;
   static constexpr int NR2 = NV2 * V::N;
+  // From this K on, a K x NR weight panel no longer fits in L1 and streams from L2 once per
+  // tile of rows: a taller tile reads it fewer times (AVX-512, 14x32 against 8x32 on an
+  // Intel Xeon with 48 KiB L1, weights in L2: 1.05-1.07x at K = 384..960, 1.16x at
+  // K = 1024; from K = 64 to 240 the two were level within +-5%, and below 64 8x32 was as
+  // fast or faster).
+  static constexpr int64_t kDeepK = 384;
 
   // Whether NHWC forward (and its packing) uses the second tile for C_out = n.
   static bool second_tile(int64_t n) {
@@ -78,6 +87,8 @@ struct Pointwise {
                            float* y, int64_t npix) {
     if (second_tile(s.out_channels)) {
       forward_nhwc_tile<MR2, NV2>(s, x, packed, bias, y, npix);
+    } else if (MR_DEEP != MR && s.in_channels >= kDeepK) {
+      forward_nhwc_tile<MR_DEEP, NV>(s, x, packed, bias, y, npix);
     } else {
       forward_nhwc_tile<MR, NV>(s, x, packed, bias, y, npix);
     }
@@ -89,7 +100,7 @@ struct Pointwise {
     constexpr int TNR = TNV * V::N;
     const int64_t K = s.in_channels;
     const int64_t kc_max = std::min<int64_t>(std::max<int64_t>(K, 1), KC_NHWC);
-    const int64_t block = std::max<int64_t>(TMR, kPointwiseBlockBytes / (4 * kc_max) / TMR * TMR);
+    const int64_t block = std::max<int64_t>(TMR, l2_scaled(kPointwiseBlockBytes) / (4 * kc_max) / TMR * TMR);
     for (int64_t p0 = 0; p0 < npix; p0 += block) {
       const int64_t p1 = std::min(npix, p0 + block);
       // Pixel rows split as evenly as the tile count allows (49 pixels: 4 tiles of 6 and 5
@@ -158,7 +169,7 @@ struct Pointwise {
                            float* y, int64_t npix) {
     const int64_t K = s.in_channels;
     const int64_t kc_max = std::min<int64_t>(std::max<int64_t>(K, 1), KC);
-    const int64_t block = std::max<int64_t>(NR, kPointwiseBlockBytes / (4 * kc_max) / NR * NR);
+    const int64_t block = std::max<int64_t>(NR, l2_scaled(kPointwiseBlockBytes) / (4 * kc_max) / NR * NR);
     for (int64_t p0 = 0; p0 < npix; p0 += block) {
       const int64_t p1 = std::min(npix, p0 + block);
       for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += KC) {

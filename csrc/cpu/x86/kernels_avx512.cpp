@@ -21,7 +21,8 @@
 namespace dsconv {
 
 using DwAvx512 = simd::Depthwise<x86::Avx512>;
-using Gemm8x32Avx512 = simd::Pointwise<x86::Avx512, 8, 2>;
+// 8x32, and 14x32 from K = 384 on (28 of the 32 vector registers accumulate; simd/pointwise.h).
+using Gemm8x32Avx512 = simd::Pointwise<x86::Avx512, 8, 2, 8, 2, 14>;
 
 using ConvAvx512 = simd::Conv<x86::Avx512, 8, 2>;
 
