@@ -267,20 +267,25 @@ struct Depthwise {
           }
         }
       };
-      int64_t ow = 0;
-      for (; ow + PX <= s.out_w; ow += PX) {
-        float* out[PX];
-        for (int p = 0; p < PX; ++p) {
-          gather_taps(ow + p, in + p * taps);
-          out[p] = y_row + (ow + p) * s.y_ws;
+      // Output pixels [first, first + P) as one group (P: a std::integral_constant).
+      auto group = [&](auto px, int64_t first) {
+        constexpr int P = decltype(px)::value;
+        float* out[P];
+        for (int p = 0; p < P; ++p) {
+          gather_taps(first + p, in + p * taps);
+          out[p] = y_row + (first + p) * s.y_ws;
         }
-        nhwc_pixel_group<TAPS, PX>(taps, in, w, C, bias, out, s.activation);
+        nhwc_pixel_group<TAPS, P>(taps, in, w, C, bias, out, s.activation);
+      };
+      int64_t ow = 0;
+      for (; ow + PX <= s.out_w; ow += PX) group(std::integral_constant<int, PX>{}, ow);
+      // A row's last 1-3 pixels (7- and 14-wide rows leave 3 and 2): a pair still loads
+      // each tap's weights once for both pixels.
+      if (ow + 2 <= s.out_w) {
+        group(std::integral_constant<int, 2>{}, ow);
+        ow += 2;
       }
-      for (; ow < s.out_w; ++ow) {
-        float* out[1] = {y_row + ow * s.y_ws};
-        gather_taps(ow, in);
-        nhwc_pixel_group<TAPS, 1>(taps, in, w, C, bias, out, s.activation);
-      }
+      if (ow < s.out_w) group(std::integral_constant<int, 1>{}, ow);
     }
   }
 
