@@ -8,8 +8,9 @@
 
 namespace dsconv::ops {
 
-// Up to 2 * kSeparableMaxTileBytes lives in a per-thread buffer kept between calls (a call
-// neither allocates nor clears it); a larger one (very wide rows) is allocated for the call.
+// Up to 2 * kSeparableMaxTileBytes (scaled to the L2 size) lives in a per-thread buffer kept
+// between calls (a call neither allocates nor clears it); a larger one (very wide rows) is
+// allocated for the call.
 // One get() per TileBuffer: every get() of a thread returns the same kept storage.
 template <typename T>
 struct TileBuffer {
