@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "aligned_vector.h"
 #include "cache_sizes.h"
 #include "residual.h"
 #include "separable.h"
@@ -53,6 +54,21 @@ inline int64_t ir_input_rows(const DwShape& dw, int64_t out_rows) {
   return std::min(dw.in_h, (out_rows - 1) * dw.stride_h + (dw.kernel_h - 1) * dw.dilation_h + 1);
 }
 
+// Floats from one pixel of the NHWC row buffer to the next: the expanded channels padded to
+// a cache line (separable_tile_pixel_stride), so the expand GEMM's stores and the
+// depthwise loads of every pixel start on one. NCHW holds each channel's rows apart.
+template <typename T>
+int64_t ir_row_pixel_stride(const DwShape& dw) {
+  return dw.layout == Layout::nhwc ? cache_line_multiple<T>(dw.channels) : dw.channels;
+}
+
+// Elements of a row buffer of `rows` input rows, rounded up to whole cache lines: the
+// depthwise tile follows it in one scratch block, and both start on a line.
+template <typename T>
+int64_t ir_row_buffer_elems(const DwShape& dw, int64_t rows) {
+  return cache_line_multiple<T>(rows * dw.in_w * ir_row_pixel_stride<T>(dw));
+}
+
 // How one image's output rows are cut into tiles: tile t covers rows [begin(t), begin(t+1)),
 // tiles differ by at most one row.
 struct IrTiling {
@@ -66,8 +82,8 @@ struct IrTiling {
 template <typename T>
 IrTiling ir_tiling(const IrShape& s, int64_t threads) {
   const DwShape& dw = s.dw;
-  const int64_t in_row = s.has_expand ? dw.in_w * dw.channels : 0;
-  const int64_t mid_row = s.has_project ? dw.out_w * dw.out_channels() : 0;
+  const int64_t in_row = s.has_expand ? dw.in_w * ir_row_pixel_stride<T>(dw) : 0;
+  const int64_t mid_row = s.has_project ? separable_tile_elems<T>(dw, 1) : 0;
   auto bytes = [&](int64_t r) {
     return (ir_input_rows(dw, r) * in_row + r * mid_row) * int64_t(sizeof(T));
   };
@@ -87,7 +103,8 @@ IrTiling ir_tiling(const IrShape& s, int64_t threads) {
   while (tiles < dw.out_h && dw.batch * tiles % threads != 0) ++tiles;
   const int64_t most_rows = (dw.out_h + tiles - 1) / tiles;
   const int64_t buffer_rows = s.has_expand ? ir_input_rows(dw, most_rows) : 0;
-  return IrTiling{tiles, dw.out_h, buffer_rows, buffer_rows * in_row, most_rows * mid_row};
+  return IrTiling{tiles, dw.out_h, buffer_rows,
+                  s.has_expand ? ir_row_buffer_elems<T>(dw, buffer_rows) : 0, most_rows * mid_row};
 }
 
 // The expanded rows a thread holds: input rows [lo, hi) of image `image`. NHWC rows are
@@ -121,12 +138,13 @@ void inverted_residual_rows(const IrShape& s, const IrKernels<T>& k, const IrWei
   sub.out_h = oy1 - oy0;
   const T* src;
   if (s.has_expand) {
-    const int64_t row_elems = dw.in_w * dw.channels;
     const bool nhwc = dw.layout == Layout::nhwc;
+    const int64_t pixel_stride = ir_row_pixel_stride<T>(dw);
+    const int64_t row_elems = dw.in_w * pixel_stride;  // NHWC
     PwShape e = s.expand;
     if (nhwc) {
-      e.y_cs = 1, e.y_ps = dw.channels;
-      sub.x_cs = 1, sub.x_ws = dw.channels, sub.x_hs = row_elems;
+      e.y_cs = 1, e.y_ps = pixel_stride;
+      sub.x_cs = 1, sub.x_ws = pixel_stride, sub.x_hs = row_elems;
     } else {
       e.y_cs = rows.capacity * dw.in_w, e.y_ps = 1;
       sub.x_cs = e.y_cs, sub.x_ws = 1, sub.x_hs = dw.in_w;

@@ -5,6 +5,7 @@
 #pragma once
 #include <algorithm>
 
+#include "aligned_vector.h"
 #include "cache_sizes.h"
 #include "shapes.h"
 
@@ -21,6 +22,19 @@ constexpr int64_t kSeparableTileBytes = 64 * 1024;
 constexpr int64_t kSeparableLargeWeightBytes = 256 * 1024;
 constexpr int64_t kSeparableMinTilePixels = 64;
 constexpr int64_t kSeparableMaxTileBytes = 256 * 1024;
+
+// Floats from one pixel of the intermediate tile to the next (NHWC: the channels padded to a
+// cache line, so the depthwise stores and the GEMM's rows start on one; NCHW: unused).
+template <typename T>
+int64_t separable_tile_pixel_stride(const DwShape& dw) {
+  return dw.layout == Layout::nhwc ? cache_line_multiple<T>(dw.out_channels()) : dw.out_channels();
+}
+
+// Elements of the intermediate tile for `rows` rows.
+template <typename T>
+int64_t separable_tile_elems(const DwShape& dw, int64_t rows) {
+  return rows * dw.out_w * separable_tile_pixel_stride<T>(dw);
+}
 
 // How one image's output pixels are cut into tiles. Tile t covers pixels [begin(t),
 // begin(t + 1)); boundaries fall on row starts (unit = out_w) unless the threads would
@@ -40,7 +54,7 @@ struct SeparableTiling {
 // split evenly over the threads, so threads finish together.
 template <typename T>
 SeparableTiling separable_tiling(const DwShape& dw, int64_t pw_out_channels, int64_t threads) {
-  const int64_t row_bytes = std::max<int64_t>(1, dw.out_w * dw.out_channels() * int64_t(sizeof(T)));
+  const int64_t row_bytes = std::max<int64_t>(1, separable_tile_elems<T>(dw, 1) * int64_t(sizeof(T)));
   const int64_t weight_bytes = dw.out_channels() * pw_out_channels * int64_t(sizeof(T));
   int64_t rows = l2_scaled(kSeparableTileBytes) / row_bytes;
   if (dw.layout == Layout::nchw || weight_bytes > l2_scaled(kSeparableLargeWeightBytes)) {
@@ -79,11 +93,11 @@ void separable_forward_tile(DwShape dw, PwShape pw, typename KernelTypes<T>::DwF
   const int64_t oh_begin = p_begin / dw.out_w, oh_end = (p_end + dw.out_w - 1) / dw.out_w;
   const int64_t tile_pixels = (oh_end - oh_begin) * dw.out_w;
   const int64_t skip = p_begin - oh_begin * dw.out_w;  // pixels of the first row before p_begin
-  const int64_t mid_channels = dw.out_channels();
   // The tile uses the layout of the call, so each kernel sees its usual unit stride.
   if (dw.layout == Layout::nhwc) {
-    dw.y_cs = 1, dw.y_ws = mid_channels, dw.y_hs = dw.out_w * mid_channels;
-    pw.x_cs = 1, pw.x_ps = mid_channels;
+    const int64_t stride = separable_tile_pixel_stride<T>(dw);
+    dw.y_cs = 1, dw.y_ws = stride, dw.y_hs = dw.out_w * stride;
+    pw.x_cs = 1, pw.x_ps = stride;
   } else {
     dw.y_cs = tile_pixels, dw.y_ws = 1, dw.y_hs = dw.out_w;
     pw.x_cs = tile_pixels, pw.x_ps = 1;

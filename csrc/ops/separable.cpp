@@ -55,7 +55,7 @@ at::Tensor separable_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
     at::parallel_for(0, dw.batch * tiling.tiles, grain_for(tile_work), [&](int64_t begin,
                                                                            int64_t end) {
       TileBuffer<scalar_t> buffer;
-      scalar_t* tile = buffer.get(tiling.max_rows * dw.out_w * dw.out_channels());
+      scalar_t* tile = buffer.get(separable_tile_elems<scalar_t>(dw, tiling.max_rows));
       for (int64_t t = begin; t < end; ++t) {
         const int64_t n = t / tiling.tiles, i = t % tiling.tiles;
         separable_forward_tile<scalar_t>(dw, pw, dw_kernel, pw_kernel, xp + n * dw.x_ns, wdw, bdw,

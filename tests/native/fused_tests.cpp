@@ -5,6 +5,7 @@
 // chained over whole images. Both layouts, strides 1 and 2, 3x3 and 5x5, with and without
 // the expand and project stages and the residual.
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -138,14 +139,18 @@ std::string check(const Block& b, int64_t rows, uint64_t seed) {
   const int64_t out_c = b.project ? b.cout : b.mid;
   Output out(batch * out_c * s.dw.out_h * s.dw.out_w);
   const int64_t cap = s.has_expand ? ir_input_rows(s.dw, rows) : 0;
-  std::vector<float> buffer(static_cast<size_t>(cap * b.w * b.mid + rows * s.dw.out_w * b.mid + 1));
+  // The driver's own scratch sizes (padded NHWC pixel strides), in the op's aligned storage,
+  // NaN-filled: a kernel that read the padding or a row it did not write would show it.
+  const int64_t row_buffer = s.has_expand ? ir_row_buffer_elems<float>(s.dw, cap) : 0;
+  AlignedVector<float> buffer(static_cast<size_t>(row_buffer + separable_tile_elems<float>(s.dw, rows) + 1),
+                              std::numeric_limits<float>::quiet_NaN());
   ExpandedRows<float> held{buffer.data(), cap};
   const int64_t y_image = out_c * s.dw.out_h * s.dw.out_w, x_image = b.cin * b.h * b.w;
   for (int64_t n = 0; n < batch; ++n) {
     for (int64_t oy = 0; oy < s.dw.out_h; oy += rows) {
       inverted_residual_rows<float>(s, k, iw, x.data() + n * x_image, out.data() + n * y_image, n, oy,
                                     std::min(s.dw.out_h, oy + rows), held,
-                                    buffer.data() + cap * b.w * b.mid);
+                                    buffer.data() + row_buffer);
     }
   }
   return compare(out, want, bound, [](int64_t) { return true; });

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../aligned_vector.h"
 #include "../shapes.h"
 #include "activation_vec.h"
 
@@ -50,7 +51,7 @@ struct Conv {
                       float* y, int64_t oh_begin, int64_t oh_end) {
     const int64_t taps = s.kernel_h * s.kernel_w, K = taps * s.in_channels;
     const int64_t run = s.kernel_w * s.in_channels;  // a kernel row's values, adjacent
-    thread_local std::vector<float> zeros_buf;
+    thread_local AlignedVector<float> zeros_buf;
     thread_local std::vector<const float*> in_buf;
     thread_local std::vector<int64_t> step_buf;
     if (static_cast<int64_t>(zeros_buf.size()) < run) zeros_buf.assign(static_cast<size_t>(run), 0.f);

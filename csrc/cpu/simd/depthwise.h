@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../aligned_vector.h"
 #include "../shapes.h"
 #include "activation_vec.h"
 
@@ -224,7 +225,7 @@ struct Depthwise {
     }
     // Per-thread scratch, reused across calls; plain pointers below (a thread_local in a
     // shared library costs a lookup per access).
-    thread_local std::vector<float> zeros_buf;
+    thread_local AlignedVector<float> zeros_buf;
     constexpr int PX = 4;
     thread_local std::vector<const float*> in_buf;
     thread_local std::vector<int64_t> offset_buf;
@@ -335,7 +336,7 @@ struct Depthwise {
     const int64_t plane = (std::max(span, s.pad_left + s.in_w + 2 * N) + 2 * N - 1) / (2 * N) * N;
     const int64_t width = SW == 1 ? (span + N - 1) / N * N : 2 * plane;
     const int64_t channel_floats = rows * width;
-    thread_local std::vector<float> buffer_storage;
+    thread_local AlignedVector<float> buffer_storage;
     buffer_storage.resize(static_cast<size_t>(2 * channel_floats));
     // Where tap column j of output vector ow starts in a buffered row.
     auto tap_column = [&](int64_t ow, int64_t j) {
@@ -459,7 +460,7 @@ struct Depthwise {
     const int64_t row_hi = rows_below(OW - 1 + *std::max_element(off, off + TAPS));
     // keep[(c0 * KW + j) * N + l]: all ones where lane l of a vector starting at column c0
     // has tap column j inside the image.
-    thread_local std::vector<float> keep_storage, window_storage;
+    thread_local AlignedVector<float> keep_storage, window_storage;
     keep_storage.resize(static_cast<size_t>(OW * KW * N));
     float* const keep = keep_storage.data();
     const float all_ones = [] {

@@ -23,6 +23,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../aligned_vector.h"
 #include "../shapes.h"
 #include "depthwise.h"
 
@@ -269,7 +270,7 @@ struct DepthwiseBackward {
     // else 0, so grad-input column iw, tap kj reads column iw + (kw - 1 - kj) * dw.
     const int64_t lead = span - s.pad_left;
     const int64_t width = (s.in_w + N - 1) / N * N + span;
-    thread_local std::vector<float> buffer_storage;
+    thread_local AlignedVector<float> buffer_storage;
     thread_local std::vector<Reach> reach_buf;
     thread_local std::vector<int64_t> reach_count_buf;
     thread_local std::vector<const float*> brow_buf, wrow_buf;
@@ -404,7 +405,7 @@ struct DepthwiseBackward {
     // Input channels whose output channels meet [oc_begin, oc_end).
     const int64_t c_lo = oc_begin / M, c_hi = (oc_end - 1) / M + 1;
     const int64_t blocks = (c_hi - c_lo + N - 1) / N;
-    thread_local std::vector<float> acc_storage;
+    thread_local AlignedVector<float> acc_storage;
     thread_local std::vector<TapRange> ow_valid_buf;
     acc_storage.resize(static_cast<size_t>(blocks * M * taps * N));
     ow_valid_buf.resize(static_cast<size_t>(s.kernel_w));
@@ -588,7 +589,7 @@ struct DepthwiseBackward {
     // Output vector at column ow, tap column kj reads plane (kj*dw) % sw from ow + (kj*dw) / sw.
     const int64_t plane = (out_w_vec + (kw - 1) * dw / sw + 1 + N - 1) / N * N;
     const int64_t row_len = plane * sw;
-    thread_local std::vector<float> buffer_storage, staging_storage, chan_acc_storage;
+    thread_local AlignedVector<float> buffer_storage, staging_storage, chan_acc_storage;
     buffer_storage.resize(static_cast<size_t>(s.in_h * row_len + N));  // + N: see split_rows
     staging_storage.resize(static_cast<size_t>(sw == 1 ? 0 : s.in_h * row_len + N));
     float* const buffer = buffer_storage.data();

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../aligned_vector.h"
 #include "../kernel_decls.h"
 
 #pragma GCC push_options
