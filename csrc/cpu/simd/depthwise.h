@@ -50,7 +50,9 @@ static inline TapRange interior_columns(const DwShape& s) {
 // vector (taps in registers); wider pixels run pixel by pixel with channels innermost.
 constexpr int64_t kSmallChannelBytes = 96;
 
-template <class V>
+// ROW_REUSE: NHWC 3x3 and 5x5 with column stride 1 or 2 run nhwc_row_group, which needs
+// 32 vector registers (AVX-512).
+template <class V, bool ROW_REUSE = false>
 struct Depthwise {
   using reg = typename V::reg;
   static constexpr int N = V::N;
@@ -139,6 +141,116 @@ struct Depthwise {
     }
   }
 
+  // ---- NHWC, multiplier 1, row groups (ROW_REUSE) ----
+  //
+  // PX output pixels of one row, channels [c, c + NV*N): per kernel row, its KW tap weights
+  // stay in registers while the (PX-1)*SW + KW input columns under the PX windows stream
+  // by, each loaded once and used by every window that covers it. Loads per FMA at 3x3,
+  // stride 1: (10 + 3) / 24 = 0.54, against (4 + 1) / 4 = 1.25 pixel by pixel (the L1
+  // ports, not the FMAs, bound that loop). Registers: PX*NV accumulators + KW*NV weights
+  // + a column: 28 of 32 for 8x2 at 5x5.
+  // Each pixel sums its taps in the order the pixel-by-pixel loop does (kernel row, then
+  // column), so both give the same bits.
+  struct RowGroup {
+    const float* const* rows;  // [KH]: input row of each kernel row (column 0), or nullptr
+    int64_t x_ws, iw0, in_w;   // pixel stride; input column of the first window; row width
+    const float* w;            // pack_channel_groups' layout
+    const float* bias;
+    float* out;                // first output pixel of the group
+    int64_t y_ws;
+    int count;                 // pixels to store, <= PX
+    Activation act;
+  };
+
+  // EDGE: some of the columns lie outside the input (padding: skipped) or the group holds
+  // fewer than PX pixels.
+  template <int KH, int KW, int SW, int PX, int NV, bool FULL, bool EDGE>
+  static void nhwc_row_group(const RowGroup& g, int64_t c, typename V::Mask m) {
+    auto load = [m](const float* p) { return FULL ? V::load(p) : V::load(p, m); };
+    constexpr int COLS = (PX - 1) * SW + KW;
+    reg acc[PX][NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const reg b = g.bias ? load(g.bias + c + v * N) : V::zero();
+#pragma GCC unroll 16
+      for (int p = 0; p < PX; ++p) acc[p][v] = b;
+    }
+#pragma GCC unroll 5
+    for (int i = 0; i < KH; ++i) {
+      const float* row = g.rows[i];
+      if (row == nullptr) continue;  // a padding row
+      reg wt[KW][NV];
+#pragma GCC unroll 5
+      for (int k = 0; k < KW; ++k) {
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) wt[k][v] = load(tap_weights(g.w, KH * KW, i * KW + k, c) + v * N);
+      }
+#pragma GCC unroll 32
+      for (int j = 0; j < COLS; ++j) {
+        const int64_t iw = g.iw0 + j;
+        if (EDGE && (iw < 0 || iw >= g.in_w)) continue;  // a padding column
+        const float* col = row + iw * g.x_ws + c;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          const reg xv = load(col + v * N);
+#pragma GCC unroll 16
+          for (int p = 0; p < PX; ++p) {
+            const int k = j - p * SW;  // the tap column this input column is for pixel p
+            if (k >= 0 && k < KW) acc[p][v] = V::fma(xv, wt[k][v], acc[p][v]);
+          }
+        }
+      }
+    }
+#pragma GCC unroll 16
+    for (int p = 0; p < PX; ++p) {
+      if (EDGE && p >= g.count) break;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const reg r = activate<V>(g.act, acc[p][v]);
+        FULL ? V::store(g.out + p * g.y_ws + c + v * N, r) : V::store(g.out + p * g.y_ws + c + v * N, r, m);
+      }
+    }
+  }
+
+  template <int KH, int KW, int SW, int PX, bool EDGE>
+  static void nhwc_row_group_channels(const RowGroup& g, int64_t C) {
+    int64_t c = 0;
+    for (; c + 2 * N <= C; c += 2 * N) nhwc_row_group<KH, KW, SW, PX, 2, true, EDGE>(g, c, V::mask(N));
+    for (; c + N <= C; c += N) nhwc_row_group<KH, KW, SW, PX, 1, true, EDGE>(g, c, V::mask(N));
+    if (c < C) nhwc_row_group<KH, KW, SW, PX, 1, false, EDGE>(g, c, V::mask(static_cast<int>(C - c)));
+  }
+
+  // Output rows [oh_begin, oh_end), each cut into groups of at most PX pixels as equal as
+  // the count allows (28 pixels: 4 of 7, not 3 of 8 and 1 of 4).
+  template <int KH, int KW, int SW>
+  static void forward_nhwc_row_groups(const DwShape& s, const float* x, const float* w,
+                                      const float* bias, float* y, int64_t oh_begin, int64_t oh_end) {
+    constexpr int PX = 8;
+    const int64_t groups = (s.out_w + PX - 1) / PX;
+    const float* rows[KH];
+    RowGroup g{rows, s.x_ws, 0, s.in_w, w, bias, nullptr, s.y_ws, 0, s.activation};
+    for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+      const int64_t ih0 = oh * s.stride_h - s.pad_top;
+      for (int i = 0; i < KH; ++i) {
+        const int64_t ih = ih0 + i * s.dilation_h;
+        rows[i] = ih >= 0 && ih < s.in_h ? x + ih * s.x_hs : nullptr;
+      }
+      float* y_row = y + (oh - oh_begin) * s.y_hs;
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        const int64_t ow0 = gi * s.out_w / groups, ow1 = (gi + 1) * s.out_w / groups;
+        g.iw0 = ow0 * SW - s.pad_left;
+        g.out = y_row + ow0 * s.y_ws;
+        g.count = static_cast<int>(ow1 - ow0);
+        const bool edge = g.count < PX || g.iw0 < 0 || g.iw0 + (PX - 1) * SW + KW > s.in_w;
+        if (edge) {
+          nhwc_row_group_channels<KH, KW, SW, PX, true>(g, s.channels);
+        } else {
+          nhwc_row_group_channels<KH, KW, SW, PX, false>(g, s.channels);
+        }
+      }
+    }
+  }
+
   // Small C: one output row for one channel vector, the KH*KW taps in registers for the
   // whole row (pixels are only C floats apart, so walking a row per channel vector stays
   // in cache). Interior pixels of rows whose taps are all inside run four at a time so the FMA
@@ -221,6 +333,16 @@ struct Depthwise {
       if (C * int64_t(sizeof(float)) <= kSmallChannelBytes) {
         forward_nhwc_rows<KH, KW>(s, x, w, bias, y, oh_begin, oh_end);
         return;
+      }
+      if constexpr (ROW_REUSE) {
+        if (s.dilation_w == 1 && s.stride_w == 1) {
+          forward_nhwc_row_groups<KH, KW, 1>(s, x, w, bias, y, oh_begin, oh_end);
+          return;
+        }
+        if (s.dilation_w == 1 && s.stride_w == 2) {
+          forward_nhwc_row_groups<KH, KW, 2>(s, x, w, bias, y, oh_begin, oh_end);
+          return;
+        }
       }
     }
     // Per-thread scratch, reused across calls; plain pointers below (a thread_local in a
