@@ -50,9 +50,9 @@ static inline TapRange interior_columns(const DwShape& s) {
 // vector (taps in registers); wider pixels run pixel by pixel with channels innermost.
 constexpr int64_t kSmallChannelBytes = 96;
 
-// ROW_REUSE: NHWC 3x3 and 5x5 with column stride 1 or 2 run nhwc_row_group, which needs
-// 32 vector registers (AVX-512).
-template <class V, bool ROW_REUSE = false>
+// ROW_PX > 0: NHWC 3x3 and 5x5 with column stride 1 or 2 run in row groups of ROW_PX
+// pixels by ROW_NV channel vectors (nhwc_row_group; sized to the register file).
+template <class V, int ROW_PX = 0, int ROW_NV = 1>
 struct Depthwise {
   using reg = typename V::reg;
   static constexpr int N = V::N;
@@ -141,7 +141,7 @@ struct Depthwise {
     }
   }
 
-  // ---- NHWC, multiplier 1, row groups (ROW_REUSE) ----
+  // ---- NHWC, multiplier 1, row groups (ROW_PX > 0) ----
   //
   // PX output pixels of one row, channels [c, c + NV*N): per kernel row, its KW tap weights
   // stay in registers while the (PX-1)*SW + KW input columns under the PX windows stream
@@ -215,7 +215,9 @@ struct Depthwise {
   template <int KH, int KW, int SW, int PX, bool EDGE>
   static void nhwc_row_group_channels(const RowGroup& g, int64_t C) {
     int64_t c = 0;
-    for (; c + 2 * N <= C; c += 2 * N) nhwc_row_group<KH, KW, SW, PX, 2, true, EDGE>(g, c, V::mask(N));
+    if constexpr (ROW_NV == 2) {
+      for (; c + 2 * N <= C; c += 2 * N) nhwc_row_group<KH, KW, SW, PX, 2, true, EDGE>(g, c, V::mask(N));
+    }
     for (; c + N <= C; c += N) nhwc_row_group<KH, KW, SW, PX, 1, true, EDGE>(g, c, V::mask(N));
     if (c < C) nhwc_row_group<KH, KW, SW, PX, 1, false, EDGE>(g, c, V::mask(static_cast<int>(C - c)));
   }
@@ -225,7 +227,7 @@ struct Depthwise {
   template <int KH, int KW, int SW>
   static void forward_nhwc_row_groups(const DwShape& s, const float* x, const float* w,
                                       const float* bias, float* y, int64_t oh_begin, int64_t oh_end) {
-    constexpr int PX = 8;
+    constexpr int PX = ROW_PX;
     const int64_t groups = (s.out_w + PX - 1) / PX;
     const float* rows[KH];
     RowGroup g{rows, s.x_ws, 0, s.in_w, w, bias, nullptr, s.y_ws, 0, s.activation};
@@ -334,7 +336,7 @@ struct Depthwise {
         forward_nhwc_rows<KH, KW>(s, x, w, bias, y, oh_begin, oh_end);
         return;
       }
-      if constexpr (ROW_REUSE) {
+      if constexpr (ROW_PX > 0) {
         if (s.dilation_w == 1 && s.stride_w == 1) {
           forward_nhwc_row_groups<KH, KW, 1>(s, x, w, bias, y, oh_begin, oh_end);
           return;

@@ -21,6 +21,8 @@
 
 namespace dsconv {
 
+// Pixel by pixel: row groups that fit 16 registers (8 pixels x 1 vector) measured
+// 0.74-1.33x the pixel loop on the Xeon (slower at stride 2 and on 28x28-112x112 rows).
 using DwAvx2 = simd::Depthwise<x86::Avx2>;
 // 6x16, and 4x24 in NHWC where C_out is a multiple of 24 (simd/pointwise.h).
 using Gemm6x16Avx2 = simd::Pointwise<x86::Avx2, 6, 2, 4, 3>;

@@ -25,7 +25,7 @@ namespace dsconv {
 // depthwise op, Xeon, 1 thread, against the pixel-by-pixel loop: 5x5 1.5-2.3x, 3x3 at
 // 7x7-14x14 1.05-1.45x, 3x3 at 28x28-112x112 (memory-bound) 0.96-1.05x, 32 channels at
 // 112x112 1.30x; whole networks 1.015x (V2), 1.02x (V3-Large).
-using DwAvx512 = simd::Depthwise<x86::Avx512, true>;
+using DwAvx512 = simd::Depthwise<x86::Avx512, 8, 2>;
 // 8x32, and 14x32 from K = 384 on (28 of the 32 vector registers accumulate; simd/pointwise.h).
 using Gemm8x32Avx512 = simd::Pointwise<x86::Avx512, 8, 2, 8, 2, 14>;
 
