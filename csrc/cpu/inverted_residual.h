@@ -108,8 +108,8 @@ IrTiling ir_tiling(const IrShape& s, int64_t threads) {
 }
 
 // The expanded rows a thread holds: input rows [lo, hi) of image `image`. NHWC rows are
-// contiguous (row stride in_w * C); NCHW keeps each channel's rows at a fixed channel
-// stride of capacity * in_w.
+// contiguous (row stride in_w * ir_row_pixel_stride); NCHW keeps each channel's rows at a
+// fixed channel stride of capacity * in_w.
 template <typename T>
 struct ExpandedRows {
   T* data;
