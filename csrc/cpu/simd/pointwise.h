@@ -26,8 +26,11 @@ constexpr int64_t kPointwiseBlockBytes = 128 * 1024;
 // width divides C_out and the first tile's does not (on AVX2, 4x24 for C_out = 24, 72, 120,
 // ...: 1.14x at C_out = 24, where 6x16 leaves a half-empty panel; where both divide C_out,
 // 6x16 measured as fast or faster), and the deep tile MR_DEEP x NV from kDeepK input
-// channels on (same panels, so the same packing).
-template <class V, int MR, int NV, int MR2 = MR, int NV2 = NV, int MR_DEEP = MR>
+// channels on (same panels, so the same packing). MR_NARROW > 0: C_out <= one vector uses
+// an MR_NARROW x 1 tile on one-vector panels (AVX-512 12x16 at C_out = 16, K = 32:
+// 1.19-1.28x the 8x32 tile, whose 8 one-vector FMA chains barely cover the FMA latency; at
+// C_out = 96 or 144, 12x16 was 0.68-0.85x of 8x32, so only the narrow case).
+template <class V, int MR, int NV, int MR2 = MR, int NV2 = NV, int MR_DEEP = MR, int MR_NARROW = 0>
 struct Pointwise {
   static constexpr int NR = NV * V::N;
   static constexpr int NR2 = NV2 * V::N;
@@ -42,6 +45,8 @@ struct Pointwise {
   static bool second_tile(int64_t n) {
     return (MR2 != MR || NV2 != NV) && n % NR2 == 0 && n % NR != 0;
   }
+  // Whether NHWC forward (and its packing) uses the narrow tile for C_out = n.
+  static bool narrow_tile(int64_t n) { return MR_NARROW > 0 && NV > 1 && n <= V::N && !second_tile(n); }
 
   // Output channels in panels of `rows`: out[panel][k][r] = w[panel*rows + r][k], zero
   // padded. NHWC uses panels of NR (the B operand), NCHW panels of MR (the A operand).
@@ -67,7 +72,9 @@ struct Pointwise {
     return panels * K * rows;
   }
   static int64_t pack_nhwc(const PwShape& s, const float* w, float* out) {
-    return pack_panels(s, w, out, second_tile(s.out_channels) ? NR2 : NR);
+    return pack_panels(s, w, out, second_tile(s.out_channels)   ? NR2
+                                  : narrow_tile(s.out_channels) ? V::N
+                                                                : NR);
   }
   static int64_t pack_nchw(const PwShape& s, const float* w, float* out) { return pack_panels(s, w, out, MR); }
 
@@ -87,6 +94,8 @@ struct Pointwise {
                            float* y, int64_t npix) {
     if (second_tile(s.out_channels)) {
       forward_nhwc_tile<MR2, NV2>(s, x, packed, bias, y, npix);
+    } else if (narrow_tile(s.out_channels)) {
+      forward_nhwc_tile<(MR_NARROW > 0 ? MR_NARROW : MR), 1>(s, x, packed, bias, y, npix);
     } else if (MR_DEEP != MR && s.in_channels >= kDeepK) {
       forward_nhwc_tile<MR_DEEP, NV>(s, x, packed, bias, y, npix);
     } else {

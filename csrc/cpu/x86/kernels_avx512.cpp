@@ -26,8 +26,9 @@ namespace dsconv {
 // 7x7-14x14 1.05-1.45x, 3x3 at 28x28-112x112 (memory-bound) 0.96-1.05x, 32 channels at
 // 112x112 1.30x; whole networks 1.015x (V2), 1.02x (V3-Large).
 using DwAvx512 = simd::Depthwise<x86::Avx512, 8, 2>;
-// 8x32, and 14x32 from K = 384 on (28 of the 32 vector registers accumulate; simd/pointwise.h).
-using Gemm8x32Avx512 = simd::Pointwise<x86::Avx512, 8, 2, 8, 2, 14>;
+// 8x32, 14x32 from K = 384 on (28 of the 32 vector registers accumulate), 12x16 for
+// C_out <= 16 (simd/pointwise.h).
+using Gemm8x32Avx512 = simd::Pointwise<x86::Avx512, 8, 2, 8, 2, 14, 12>;
 
 using ConvAvx512 = simd::Conv<x86::Avx512, 8, 2>;
 
