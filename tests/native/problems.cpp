@@ -166,16 +166,18 @@ std::vector<Problem> dw_problems(const KernelEntry& e) {
   // Channel counts past two AVX-512 vectors, at row widths of MobileNet's 7-28: the NHWC
   // row groups' channel blocks of 2 vectors, 1 vector and a masked tail, and their groups
   // of fewer than 8 pixels.
-  const std::vector<int64_t> net_widths{7, 14, 16, 28};
-  for (const DwGeometry& g : e.op == Op::dw_forward ? geometries : std::vector<DwGeometry>{}) {
-    for (int64_t c : {47, 48, 73, 96}) {
-      const int64_t w = pick(net_widths, rng);
-      const int pad_mode = static_cast<int>(rng.below(3));
-      const int64_t h = pick(heights, rng) + 2;
-      const Layout layout = pick(layouts, rng);
-      const Activation act = pick(acts, rng);
-      if (make_dw(e.op, g, 1, c, h, w, pad_mode, layout, act, rng.below(2) != 0, &p)) {
-        out.push_back(p);
+  if (e.op == Op::dw_forward) {
+    const std::vector<int64_t> net_widths{7, 14, 16, 28};
+    for (const DwGeometry& g : geometries) {
+      for (int64_t c : {47, 48, 73, 96}) {
+        const int64_t w = pick(net_widths, rng);
+        const int pad_mode = static_cast<int>(rng.below(3));
+        const int64_t h = pick(heights, rng) + 2;
+        const Layout layout = pick(layouts, rng);
+        const Activation act = pick(acts, rng);
+        if (make_dw(e.op, g, 1, c, h, w, pad_mode, layout, act, rng.below(2) != 0, &p)) {
+          out.push_back(p);
+        }
       }
     }
   }

@@ -150,7 +150,7 @@ struct Depthwise {
   // ports, not the FMAs, bound that loop). Registers: PX*NV accumulators + KW*NV weights
   // + a column: 28 of 32 for 8x2 at 5x5.
   // Each pixel sums its taps in the order the pixel-by-pixel loop does (kernel row, then
-  // column), so both give the same bits.
+  // column); padding taps are skipped where that loop adds zero times the weight.
   struct RowGroup {
     const float* const* rows;  // [KH]: input row of each kernel row (column 0), or nullptr
     int64_t x_ws, iw0, in_w;   // pixel stride; input column of the first window; row width
