@@ -1007,7 +1007,17 @@ def convert(model: nn.Module, inplace: bool = False, report: bool = False,
         converted = _replace_leaf_modules(converted, result, kind, wanted, make)
     if not pack_weights:
         _weights_in_place(converted)
+    _fuse_sequentials(converted)
     return (converted, result) if report else converted
+
+
+def _fuse_sequentials(model: nn.Module) -> None:
+    """Every nn.Sequential of two or more dsconv modules becomes a FusedSequential (its class
+    swapped: the same children and state_dict), whose forward runs their ops from C++."""
+    for m in model.modules():
+        if (type(m) is nn.Sequential and len(m) >= 2
+                and all(hasattr(c, "_chain_calls") for c in m.children())):
+            m.__class__ = dse_nn.FusedSequential
 
 
 def _weights_in_place(model: nn.Module) -> None:

@@ -11,6 +11,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from . import _chain
 from . import functional as dsf
 from ._recognize import as_activation, as_gate, conv_kind, op_dtypes
 from .fold import BatchNormParams, batch_norm_params, fold_into
@@ -137,7 +138,7 @@ def _bias_activation_repr(module) -> str:
     return s
 
 
-class DepthwiseConv2d(nn.Module):
+class DepthwiseConv2d(_chain.Tracked, nn.Module):
     """`activation(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation,
     groups=in_channels)(x))`, computed by `dsconv_ext.depthwise`.
 
@@ -169,6 +170,11 @@ class DepthwiseConv2d(nn.Module):
         # cost, and the functional wrapper's argument handling is part of it.
         return dsf._depthwise(x, _param(self, "weight"), _param(self, "bias"), self.stride,
                               _explicit_padding(self), self.dilation, self.activation)
+
+    def _chain_calls(self):
+        return [("depthwise", (_chain.INPUT, _param(self, "weight"), _param(self, "bias"),
+                               self.stride, _explicit_padding(self), self.dilation,
+                               self.activation))]
 
     def extra_repr(self) -> str:
         return _geometry_repr(self)
@@ -209,7 +215,7 @@ def input_major(weight: torch.Tensor) -> torch.Tensor:
     return rows[:, :co].t()[:, :, None, None]
 
 
-class PointwiseConv2d(nn.Module):
+class PointwiseConv2d(_chain.Tracked, nn.Module):
     """`activation(nn.Conv2d(in_channels, out_channels, 1)(x))`, computed by
     `dsconv_ext.pointwise`. `weight` is [out_channels, in_channels, 1, 1] and `bias`
     [out_channels], as in nn.Conv2d.
@@ -271,6 +277,10 @@ class PointwiseConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dsf._pointwise(x, _param(self, "weight"), _param(self, "bias"), self.activation)
 
+    def _chain_calls(self):
+        return [("pointwise", (_chain.INPUT, _param(self, "weight"), _param(self, "bias"),
+                               self.activation, None))]
+
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}"
         s += _bias_activation_repr(self)
@@ -290,7 +300,7 @@ class PointwiseConv2d(nn.Module):
         return module
 
 
-class DenseConv2d(nn.Module):
+class DenseConv2d(_chain.Tracked, nn.Module):
     """`activation(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
     dilation)(x))` (groups=1), computed by `dsconv_ext.conv2d`: a network's first layer.
     `weight` is [out_channels, in_channels, kh, kw] and `bias` [out_channels], as in
@@ -313,6 +323,11 @@ class DenseConv2d(nn.Module):
         return dsf._conv2d(x, _param(self, "weight"), _param(self, "bias"), self.stride,
                            _explicit_padding(self), self.dilation, self.activation)
 
+    def _chain_calls(self):
+        return [("conv2d", (_chain.INPUT, _param(self, "weight"), _param(self, "bias"),
+                            self.stride, _explicit_padding(self), self.dilation,
+                            self.activation))]
+
     def extra_repr(self) -> str:
         return _geometry_repr(self)
 
@@ -324,7 +339,7 @@ class DenseConv2d(nn.Module):
         return _kernel_module_from_modules(cls, "dense", conv, bn, activation)
 
 
-class SeparableConv2d(nn.Module):
+class SeparableConv2d(_chain.Tracked, nn.Module):
     """Depthwise then pointwise convolution in one fused call (`dsconv_ext.separable`): the
     depthwise output never goes to memory.
 
@@ -411,12 +426,19 @@ class SeparableConv2d(nn.Module):
                               _param(pw, "bias"), dw.stride, _explicit_padding(dw), dw.dilation,
                               dw.activation, pw.activation)
 
+    def _chain_calls(self):
+        dw, pw = self._modules["depthwise"], self._modules["pointwise"]
+        return [("separable", (_chain.INPUT, _param(dw, "weight"), _param(pw, "weight"),
+                               _param(dw, "bias"), _param(pw, "bias"), dw.stride,
+                               _explicit_padding(dw), dw.dilation, dw.activation,
+                               pw.activation))]
+
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}")
 
 
-class InvertedResidual(nn.Module):
+class InvertedResidual(_chain.Tracked, nn.Module):
     """The MobileNetV2/V3 block in one fused call (`dsconv_ext.inverted_residual`): 1x1
     expand -> activation -> depthwise kxk -> activation -> 1x1 project (-> + x); neither
     the expanded tensor nor the depthwise output goes to memory.
@@ -512,24 +534,39 @@ class InvertedResidual(nn.Module):
             if m is not None:
                 m.reset_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _fused_args(self, x):
+        """The inverted_residual call's arguments. With a squeeze-excite the fused call ends
+        at the depthwise stage; the projection (and the residual) come after the SE."""
         stages = self._modules
         e, d, se = stages.get("expand"), stages["depthwise"], stages.get("se")
-        # With a squeeze-excite the fused call ends at the depthwise stage; the projection
-        # (and the residual) come after the SE.
         p = stages.get("project") if se is None else None
-        y = dsf._inverted_residual(
-            x, _param(e, "weight") if e is not None else None, _param(d, "weight"),
-            _param(p, "weight") if p is not None else None,
-            _param(e, "bias") if e is not None else None, _param(d, "bias"),
-            _param(p, "bias") if p is not None else None, d.stride, _explicit_padding(d),
-            d.dilation, e.activation if e is not None else None, d.activation,
-            p.activation if p is not None else None, self.residual and se is None)
-        if se is None:
-            return y
-        p = stages["project"]
-        return dsf._pointwise(se(y), _param(p, "weight"), _param(p, "bias"), p.activation,
-                              x if self.residual else None)
+        return (x, _param(e, "weight") if e is not None else None, _param(d, "weight"),
+                _param(p, "weight") if p is not None else None,
+                _param(e, "bias") if e is not None else None, _param(d, "bias"),
+                _param(p, "bias") if p is not None else None, d.stride, _explicit_padding(d),
+                d.dilation, e.activation if e is not None else None, d.activation,
+                p.activation if p is not None else None, self.residual and se is None)
+
+    def _projection_args(self, h, x):
+        """The projection after the squeeze-excite (its output h), adding the residual x."""
+        p = self._modules["project"]
+        return (h, _param(p, "weight"), _param(p, "bias"), p.activation,
+                x if self.residual else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = dsf._inverted_residual(*self._fused_args(x))
+        se = self._modules.get("se")
+        return y if se is None else dsf._pointwise(*self._projection_args(se(y), x))
+
+    def _chain_calls(self):
+        se = self._modules.get("se")
+        calls = [("inverted_residual", self._fused_args(_chain.INPUT))]
+        if se is not None:
+            if not isinstance(se, SqueezeExcite):
+                return None
+            calls += [("squeeze_excite", se._op_args(_chain.PREV)),
+                      ("pointwise", self._projection_args(_chain.PREV, _chain.INPUT))]
+        return calls
 
     def extra_repr(self) -> str:
         mid = self.depthwise.in_channels
@@ -538,7 +575,7 @@ class InvertedResidual(nn.Module):
                 f"residual={self.residual}")
 
 
-class SqueezeExcite(nn.Module):
+class SqueezeExcite(_chain.Tracked, nn.Module):
     """Squeeze-and-excitation (MobileNetV3, EfficientNet) in one call
     (`dsconv_ext.squeeze_excite`): `x * gate(fc2(activation(fc1(mean over H, W of x))))`.
 
@@ -590,10 +627,15 @@ class SqueezeExcite(nn.Module):
         self.fc2.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dsf._squeeze_excite(*self._op_args(x))
+
+    def _op_args(self, x):
         fc1, fc2 = self._modules["fc1"], self._modules["fc2"]
-        return dsf._squeeze_excite(x, _param(fc1, "weight"), _param(fc1, "bias"),
-                                   _param(fc2, "weight"), _param(fc2, "bias"), fc1.activation,
-                                   self.gate)
+        return (x, _param(fc1, "weight"), _param(fc1, "bias"), _param(fc2, "weight"),
+                _param(fc2, "bias"), fc1.activation, self.gate)
+
+    def _chain_calls(self):
+        return [("squeeze_excite", self._op_args(_chain.INPUT))]
 
     def extra_repr(self) -> str:
         return f"{self.channels}, {self.squeezed_channels}, gate={self.gate!r}"
@@ -666,5 +708,45 @@ class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
         return super().forward(x)
 
 
+class FusedSequential(nn.Sequential):
+    """An nn.Sequential of dsconv modules whose eager forward runs their op calls back to back
+    from C++ (_C.OpChain), without returning to Python between layers: on a batch-1
+    network, the interpreter's work between ops runs on caches the ops' weights have just
+    swept and costs several times its hot time (MobileNetV2 on one thread: 0.4 ms of a
+    6.5 ms forward spent outside the op calls). dsconv_ext.convert makes one of every
+    nn.Sequential whose children all are dsconv modules; the children, their parameters and
+    the state_dict are the Sequential's.
+
+    The calls are the ones the children make (same ops, same arguments, autograd included),
+    listed once and listed again after any change to a child. The children are called one by
+    one as nn.Sequential does under torch.compile or tracing, for inputs with
+    __torch_function__ overrides, where a module hook is registered on a child or globally,
+    or where a child is parametrized or not a dsconv module."""
+
+    def forward(self, x):
+        if isinstance(x, torch.Tensor) and _chain.uses_ops(x):
+            chain = self._op_chain()
+            if chain is not None:
+                return chain.run(x)
+        return super().forward(x)
+
+    def _op_chain(self):
+        modules = tuple(self._modules.values())
+        cached = self.__dict__.get("_chain")
+        if cached is not None and cached[0] == _chain.generation() and cached[1] == modules:
+            return cached[2]
+        chain = _chain.build(modules)
+        # A chain that cannot be built now (hooks) may be later: only built ones are kept.
+        self.__dict__["_chain"] = (_chain.generation(), modules, chain) if chain else None
+        return chain
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state = dict(state)
+        state.pop("_chain", None)
+        return state
+
+
 __all__ = ["DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d", "InvertedResidual",
-           "SqueezeExcite", "Linear", "Dropout", "GlobalAvgPool2d", "DenseConv2d", "input_major", "is_input_major"]
+           "SqueezeExcite", "Linear", "Dropout", "GlobalAvgPool2d", "DenseConv2d",
+           "FusedSequential", "input_major", "is_input_major"]

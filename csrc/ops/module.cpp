@@ -11,6 +11,7 @@
 #include "checks.h"
 #include "fast_calls.h"
 #include "gemv.h"
+#include "op_chain.h"
 #include "packed_weight_cache.h"
 
 namespace py = pybind11;
@@ -57,6 +58,7 @@ PYBIND11_MODULE(_C, m) {
         "Weight packings done through the cache since load (each a cache miss).");
   m.def("packed_cache_clear", &dsconv::ops::packed_cache_clear);
   dsconv::ops::bind_fast_calls(m);
+  dsconv::ops::bind_op_chain(m);
   m.def("kernel_registry", [] {
     int count = 0;
     const dsconv::KernelEntry* entries = dsconv::kernel_registry(&count);
