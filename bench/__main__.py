@@ -22,10 +22,12 @@ from .timing import measure
 # Per variant and case: run ~min_time seconds or max_reps reps, whichever comes first.
 BUDGETS = {"quick": {"min_time": 0.02, "max_reps": 100, "warmup_time": 0.01, "min_reps": 5},
            "full": {"min_time": 0.2, "max_reps": 1000, "warmup_time": 0.05, "min_reps": 5}}
-NET_BUDGETS = {"quick": {"min_time": 0.25, "max_reps": 50, "warmup_time": 0.05, "min_reps": 5,
-                         "rounds": 5},
-               "full": {"min_time": 2.0, "max_reps": 500, "warmup_time": 0.3, "min_reps": 10,
-                        "rounds": 10}}
+# Networks: many short rounds, so each round's ratio of two variants compares measurements
+# seconds apart (report: "per round"); min_reps gives every variant a rep in each round.
+NET_BUDGETS = {"quick": {"min_time": 0.25, "max_reps": 60, "warmup_time": 0.05, "min_reps": 15,
+                         "rounds": 15},
+               "full": {"min_time": 2.0, "max_reps": 500, "warmup_time": 0.3, "min_reps": 20,
+                        "rounds": 20}}
 NET_TOL = 1e-3  # whole networks: max error relative to max |logit|
 
 

@@ -7,12 +7,13 @@ from dataclasses import asdict
 
 from .nets import IN_PLACE
 from .ops import ATEN_VARIANTS, DSE_VARIANTS
+from .timing import paired_ratio
 
 LAYER_COLUMNS = ("id", "net", "layer", "dse NCHW µs", "dse CL µs", "GFLOP/s", "% peak",
                  "vs ATen NCHW", "vs ATen CL", "vs ORT", "vs LiteRT", "spread")
 NET_COLUMNS = ("net", "thr", "batch", "ATen NCHW", "ATen CL", "dsconv NCHW", "dsconv CL",
                "dsconv CL, pack_weights=False", "ORT", "LiteRT", "dsconv vs best other",
-               "peer max err", "spread")
+               "LiteRT / dsconv CL per round", "peer max err", "spread")
 LEFT = {"id", "net", "layer"}
 PEER_COLUMNS = {"ort": "vs ORT", "litert": "vs LiteRT"}
 NOISY = 0.5  # (p90 - p10) / median above this: the run is flagged
@@ -146,14 +147,17 @@ def net_cells(rows):
                         for v in ("aten_nchw", "aten_cl", "dse_nchw", "dse_cl", IN_PLACE,
                                   "ort", "litert")),
                       fmt_x(min(others.values()) / best_dse),
+                      fmt_x(paired_ratio(t["litert"], t["dse_cl"]))
+                      if "litert" in t and "dse_cl" in t else "-",
                       f"{max(peer_err):.1e}" if peer_err else "-",
                       f"{100 * r['spread']:.0f}%"])
     return cells
 
 
 NET_TITLE = ("Whole networks, 224x224, median ms (ATen: BatchNorm folded; dsconv: dse.convert; "
-             "ORT / LiteRT: graphs built from the same weights); peer max err relative to max "
-             "|output|")
+             "ORT / LiteRT: graphs built from the same weights); per round: the median over the "
+             "interleaved rounds of LiteRT's time / dsconv CL's in the same round; peer max err "
+             "relative to max |output|")
 
 
 def render_plain(title, columns, cells):

@@ -7,7 +7,9 @@ spread over up to `rounds` rounds; in each round every variant runs its share ba
 hits every variant alike. The first call of a variant in a round is not timed: the runtime
 that ran before it may still have threads spinning (OpenMP, ONNX Runtime and XNNPACK pools
 all wait actively for a while after a parallel region), and that cost belongs to the other
-runtime, not to this one.
+runtime, not to this one. Each variant's median per round is kept too: the ratio of two
+variants measured in the same round (seconds apart), taken over the rounds, is steadier than
+the ratio of their overall medians on a machine whose speed drifts between rounds.
 """
 import gc
 import statistics
@@ -21,11 +23,21 @@ class Stats:
     p10_us: float
     p90_us: float
     reps: int
+    round_medians_us: tuple = ()  # per round; None for a round the variant did not run in
 
     @classmethod
-    def of(cls, samples_us):
+    def of(cls, samples_us, rounds_us=()):
         return cls(statistics.median(samples_us), percentile(samples_us, 10),
-                   percentile(samples_us, 90), len(samples_us))
+                   percentile(samples_us, 90), len(samples_us),
+                   tuple(statistics.median(r) if r else None for r in rounds_us))
+
+
+def paired_ratio(a, b):
+    """Median, over the rounds both ran in, of a's round median / b's (None if there is none):
+    each ratio compares two measurements seconds apart."""
+    pairs = [x / y for x, y in zip(a["round_medians_us"], b["round_medians_us"])
+             if x is not None and y is not None]
+    return statistics.median(pairs) if pairs else None
 
 
 def percentile(values, q):
@@ -56,7 +68,7 @@ def measure(fns, *, min_time, max_reps, warmup_time, min_reps=3, rounds=10):
         reps[name] = max(min_reps, min(max_reps, round(min_time / estimate_s)))
 
     rounds = min(rounds, max(reps.values()))
-    samples = {name: [] for name in fns}
+    samples = {name: [[] for _ in range(rounds)] for name in fns}
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -66,8 +78,8 @@ def measure(fns, *, min_time, max_reps, warmup_time, min_reps=3, rounds=10):
                 share = (r + 1) * n // rounds - r * n // rounds  # n reps over the rounds
                 if share:
                     fn()  # the switch-in call, not timed
-                    samples[name] += [time_call_us(fn) for _ in range(share)]
+                    samples[name][r] = [time_call_us(fn) for _ in range(share)]
     finally:
         if gc_was_enabled:
             gc.enable()
-    return {name: Stats.of(s) for name, s in samples.items()}
+    return {name: Stats.of([t for r in s for t in r], s) for name, s in samples.items()}

@@ -71,6 +71,7 @@ class ConvertReport:
     skipped: List[Skip] = field(default_factory=list)
     untraced: List[Skip] = field(default_factory=list)  # modules converted child by child
     graph_module: bool = False  # the returned model is a torch.fx.GraphModule
+    fused_sequentials: List[str] = field(default_factory=list)  # paths made FusedSequential
 
     @property
     def counts(self) -> Dict[str, int]:
@@ -90,6 +91,7 @@ class ConvertReport:
                 "residual_adds_fused": sum(s == "add" for s in steps),
                 "batchnorm_folded": sum(s == "bn" for s in steps),
                 "activations_fused": sum(s in _FUSED_ACTIVATIONS for s in steps),
+                "fused_sequential": len(self.fused_sequentials),
                 "skipped": len(self.skipped)}
 
     @property
@@ -108,7 +110,9 @@ class ConvertReport:
                  f"{c['linear']} linear, {c['dropout']} dropout, "
                  f"{c['global_avg_pool']} global average pool, "
                  f"{c['batchnorm_folded']} BatchNorms folded, {c['activations_fused']} activations "
-                 f"and {c['residual_adds_fused']} residual adds fused; returned as {'a torch.fx.GraphModule' if self.graph_module else 'the model'}"]
+                 f"and {c['residual_adds_fused']} residual adds fused, "
+                 f"{c['fused_sequential']} Sequential run as one call (FusedSequential); "
+                 f"returned as {'a torch.fx.GraphModule' if self.graph_module else 'the model'}"]
         lines += [f"  {n:4d} x {p}" for p, n in self.patterns.items()]
         if self.skipped:
             lines.append(f"skipped ({len(self.skipped)}):")
@@ -1007,17 +1011,18 @@ def convert(model: nn.Module, inplace: bool = False, report: bool = False,
         converted = _replace_leaf_modules(converted, result, kind, wanted, make)
     if not pack_weights:
         _weights_in_place(converted)
-    _fuse_sequentials(converted)
+    _fuse_sequentials(converted, result)
     return (converted, result) if report else converted
 
 
-def _fuse_sequentials(model: nn.Module) -> None:
+def _fuse_sequentials(model: nn.Module, report: ConvertReport) -> None:
     """Every nn.Sequential of two or more dsconv modules becomes a FusedSequential (its class
     swapped: the same children and state_dict), whose forward runs their ops from C++."""
-    for m in model.modules():
+    for path, m in model.named_modules():
         if (type(m) is nn.Sequential and len(m) >= 2
                 and all(hasattr(c, "_chain_calls") for c in m.children())):
             m.__class__ = dse_nn.FusedSequential
+            report.fused_sequentials.append(path)
 
 
 def _weights_in_place(model: nn.Module) -> None:

@@ -47,9 +47,11 @@ def x_of(n=2, size=48, seed=1, channels=3):
 @pytest.mark.parametrize("pack_weights", [True, False])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_convert_fuses_features_and_matches_module_by_module(name, pack_weights):
-    model = converted(name, pack_weights=pack_weights)
+    model, report = converted(name, pack_weights=pack_weights, report=True)
     seq = model.features
     assert type(seq) is FusedSequential and chain_used(seq)
+    assert report.fused_sequentials == ["features"] and report.counts["fused_sequential"] == 1
+    assert "1 Sequential run as one call" in str(report)
     calls = len(seq._op_chain())
     assert calls >= len(seq)  # a block with a squeeze-excite is three calls
     for memory_format in (torch.contiguous_format, torch.channels_last):
