@@ -1,13 +1,12 @@
 """The plumbing of dsconv_ext.nn.FusedSequential: the op calls of its children as one
 _C.OpChain (csrc/ops/op_chain.cpp), and when that list must be rebuilt.
 
-A module that can be chained lists the op calls its forward makes (`_chain_calls`), the
-arguments as the forward passes them, with INPUT for the module's input and PREV for the
-result of its previous call. A chain holds the parameter tensors themselves (in-place updates,
+A module that can be chained (a ChainMember) lists the op calls its forward makes
+(`_chain_calls`: by default one, `_op_name` with `_op_args(INPUT)`, the arguments its forward
+passes), with INPUT for the module's input and PREV for the result of its previous call. A chain holds the parameter tensors themselves (in-place updates,
 `.data` assignment and `load_state_dict` reach it), so what it cannot see is a module
 changing its attributes, parameters, submodules or hooks, or `.to()` swapping tensors:
-the chainable modules' `Tracked` mixin counts such changes, and a chain built before the
-last one is rebuilt."""
+ChainMember counts such changes, and a chain built before the last one is rebuilt."""
 from typing import List, Optional, Sequence
 
 import torch
@@ -31,8 +30,13 @@ def generation() -> int:
     return _generation
 
 
-class Tracked:
-    """Mixin of the chainable modules: counts every change a built chain would not see."""
+class ChainMember:
+    """Mixin of the chainable modules: their op calls, and a count of every change a built
+    chain would not see."""
+
+    def _chain_calls(self):
+        """[(op name, arguments)] of forward's op calls, or None where they cannot be listed."""
+        return [(self._op_name, self._op_args(INPUT))]
 
     def __setattr__(self, name, value):
         super().__setattr__(name, value)
@@ -101,7 +105,7 @@ def build(modules: Sequence[nn.Module]) -> Optional["_C.OpChain"]:
     calls: List[tuple] = []
     current = 0  # the result index of the module's input: 0, the chain's input
     for module in modules:
-        if not isinstance(module, Tracked) or any(
+        if not isinstance(module, ChainMember) or any(
                 _has_hooks(m) or parametrize.is_parametrized(m) for m in module.modules()):
             return None
         module_calls = module._chain_calls()

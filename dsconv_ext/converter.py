@@ -35,6 +35,7 @@ from torch import fx, nn
 from torch.nn.utils import parametrize
 
 from . import nn as dse_nn
+from ._chain import ChainMember
 from ._recognize import activation_name, conv_kind, gate_name, is_plain
 from .fold import BatchNormParams, batch_norm_params, fold_into
 
@@ -1020,7 +1021,7 @@ def _fuse_sequentials(model: nn.Module, report: ConvertReport) -> None:
     swapped: the same children and state_dict), whose forward runs their ops from C++."""
     for path, m in model.named_modules():
         if (type(m) is nn.Sequential and len(m) >= 2
-                and all(hasattr(c, "_chain_calls") for c in m.children())):
+                and all(isinstance(c, ChainMember) for c in m.children())):
             m.__class__ = dse_nn.FusedSequential
             report.fused_sequentials.append(path)
 

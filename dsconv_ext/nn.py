@@ -138,7 +138,7 @@ def _bias_activation_repr(module) -> str:
     return s
 
 
-class DepthwiseConv2d(_chain.Tracked, nn.Module):
+class DepthwiseConv2d(_chain.ChainMember, nn.Module):
     """`activation(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation,
     groups=in_channels)(x))`, computed by `dsconv_ext.depthwise`.
 
@@ -168,13 +168,13 @@ class DepthwiseConv2d(_chain.Tracked, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Straight to the op overload: at batch 1 the small layers' calls are mostly fixed
         # cost, and the functional wrapper's argument handling is part of it.
-        return dsf._depthwise(x, _param(self, "weight"), _param(self, "bias"), self.stride,
-                              _explicit_padding(self), self.dilation, self.activation)
+        return dsf._depthwise(*self._op_args(x))
 
-    def _chain_calls(self):
-        return [("depthwise", (_chain.INPUT, _param(self, "weight"), _param(self, "bias"),
-                               self.stride, _explicit_padding(self), self.dilation,
-                               self.activation))]
+    _op_name = "depthwise"
+
+    def _op_args(self, x):
+        return (x, _param(self, "weight"), _param(self, "bias"), self.stride,
+                _explicit_padding(self), self.dilation, self.activation)
 
     def extra_repr(self) -> str:
         return _geometry_repr(self)
@@ -215,7 +215,7 @@ def input_major(weight: torch.Tensor) -> torch.Tensor:
     return rows[:, :co].t()[:, :, None, None]
 
 
-class PointwiseConv2d(_chain.Tracked, nn.Module):
+class PointwiseConv2d(_chain.ChainMember, nn.Module):
     """`activation(nn.Conv2d(in_channels, out_channels, 1)(x))`, computed by
     `dsconv_ext.pointwise`. `weight` is [out_channels, in_channels, 1, 1] and `bias`
     [out_channels], as in nn.Conv2d.
@@ -275,11 +275,12 @@ class PointwiseConv2d(_chain.Tracked, nn.Module):
             self._lay_out_weight()  # load_state_dict(assign=True) puts the loaded tensor in
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dsf._pointwise(x, _param(self, "weight"), _param(self, "bias"), self.activation)
+        return dsf._pointwise(*self._op_args(x))
 
-    def _chain_calls(self):
-        return [("pointwise", (_chain.INPUT, _param(self, "weight"), _param(self, "bias"),
-                               self.activation, None))]
+    _op_name = "pointwise"
+
+    def _op_args(self, x):
+        return (x, _param(self, "weight"), _param(self, "bias"), self.activation, None)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}"
@@ -300,7 +301,7 @@ class PointwiseConv2d(_chain.Tracked, nn.Module):
         return module
 
 
-class DenseConv2d(_chain.Tracked, nn.Module):
+class DenseConv2d(_chain.ChainMember, nn.Module):
     """`activation(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
     dilation)(x))` (groups=1), computed by `dsconv_ext.conv2d`: a network's first layer.
     `weight` is [out_channels, in_channels, kh, kw] and `bias` [out_channels], as in
@@ -320,13 +321,13 @@ class DenseConv2d(_chain.Tracked, nn.Module):
         _reset(self.weight, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dsf._conv2d(x, _param(self, "weight"), _param(self, "bias"), self.stride,
-                           _explicit_padding(self), self.dilation, self.activation)
+        return dsf._conv2d(*self._op_args(x))
 
-    def _chain_calls(self):
-        return [("conv2d", (_chain.INPUT, _param(self, "weight"), _param(self, "bias"),
-                            self.stride, _explicit_padding(self), self.dilation,
-                            self.activation))]
+    _op_name = "conv2d"
+
+    def _op_args(self, x):
+        return (x, _param(self, "weight"), _param(self, "bias"), self.stride,
+                _explicit_padding(self), self.dilation, self.activation)
 
     def extra_repr(self) -> str:
         return _geometry_repr(self)
@@ -339,7 +340,7 @@ class DenseConv2d(_chain.Tracked, nn.Module):
         return _kernel_module_from_modules(cls, "dense", conv, bn, activation)
 
 
-class SeparableConv2d(_chain.Tracked, nn.Module):
+class SeparableConv2d(_chain.ChainMember, nn.Module):
     """Depthwise then pointwise convolution in one fused call (`dsconv_ext.separable`): the
     depthwise output never goes to memory.
 
@@ -420,25 +421,22 @@ class SeparableConv2d(_chain.Tracked, nn.Module):
         self.pointwise.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stages = self._modules
-        dw, pw = stages["depthwise"], stages["pointwise"]
-        return dsf._separable(x, _param(dw, "weight"), _param(pw, "weight"), _param(dw, "bias"),
-                              _param(pw, "bias"), dw.stride, _explicit_padding(dw), dw.dilation,
-                              dw.activation, pw.activation)
+        return dsf._separable(*self._op_args(x))
 
-    def _chain_calls(self):
+    _op_name = "separable"
+
+    def _op_args(self, x):
         dw, pw = self._modules["depthwise"], self._modules["pointwise"]
-        return [("separable", (_chain.INPUT, _param(dw, "weight"), _param(pw, "weight"),
-                               _param(dw, "bias"), _param(pw, "bias"), dw.stride,
-                               _explicit_padding(dw), dw.dilation, dw.activation,
-                               pw.activation))]
+        return (x, _param(dw, "weight"), _param(pw, "weight"), _param(dw, "bias"),
+                _param(pw, "bias"), dw.stride, _explicit_padding(dw), dw.dilation,
+                dw.activation, pw.activation)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}")
 
 
-class InvertedResidual(_chain.Tracked, nn.Module):
+class InvertedResidual(_chain.ChainMember, nn.Module):
     """The MobileNetV2/V3 block in one fused call (`dsconv_ext.inverted_residual`): 1x1
     expand -> activation -> depthwise kxk -> activation -> 1x1 project (-> + x); neither
     the expanded tensor nor the depthwise output goes to memory.
@@ -534,7 +532,9 @@ class InvertedResidual(_chain.Tracked, nn.Module):
             if m is not None:
                 m.reset_parameters()
 
-    def _fused_args(self, x):
+    _op_name = "inverted_residual"
+
+    def _op_args(self, x):
         """The inverted_residual call's arguments. With a squeeze-excite the fused call ends
         at the depthwise stage; the projection (and the residual) come after the SE."""
         stages = self._modules
@@ -554,17 +554,17 @@ class InvertedResidual(_chain.Tracked, nn.Module):
                 x if self.residual else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = dsf._inverted_residual(*self._fused_args(x))
+        y = dsf._inverted_residual(*self._op_args(x))
         se = self._modules.get("se")
         return y if se is None else dsf._pointwise(*self._projection_args(se(y), x))
 
     def _chain_calls(self):
         se = self._modules.get("se")
-        calls = [("inverted_residual", self._fused_args(_chain.INPUT))]
+        calls = super()._chain_calls()
         if se is not None:
             if not isinstance(se, SqueezeExcite):
                 return None
-            calls += [("squeeze_excite", se._op_args(_chain.PREV)),
+            calls += [(se._op_name, se._op_args(_chain.PREV)),
                       ("pointwise", self._projection_args(_chain.PREV, _chain.INPUT))]
         return calls
 
@@ -575,7 +575,7 @@ class InvertedResidual(_chain.Tracked, nn.Module):
                 f"residual={self.residual}")
 
 
-class SqueezeExcite(_chain.Tracked, nn.Module):
+class SqueezeExcite(_chain.ChainMember, nn.Module):
     """Squeeze-and-excitation (MobileNetV3, EfficientNet) in one call
     (`dsconv_ext.squeeze_excite`): `x * gate(fc2(activation(fc1(mean over H, W of x))))`.
 
@@ -629,13 +629,12 @@ class SqueezeExcite(_chain.Tracked, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dsf._squeeze_excite(*self._op_args(x))
 
+    _op_name = "squeeze_excite"
+
     def _op_args(self, x):
         fc1, fc2 = self._modules["fc1"], self._modules["fc2"]
         return (x, _param(fc1, "weight"), _param(fc1, "bias"), _param(fc2, "weight"),
                 _param(fc2, "bias"), fc1.activation, self.gate)
-
-    def _chain_calls(self):
-        return [("squeeze_excite", self._op_args(_chain.INPUT))]
 
     def extra_repr(self) -> str:
         return f"{self.channels}, {self.squeezed_channels}, gate={self.gate!r}"
