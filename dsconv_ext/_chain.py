@@ -93,15 +93,17 @@ def global_hooks() -> bool:
     """Whether a global module hook is registered (torch.nn.modules.module.register_module_*):
     they run around every module call, so the children must be called."""
     m = nn.modules.module
-    return bool(m._global_forward_hooks or m._global_forward_pre_hooks
-                or m._global_backward_hooks or m._global_backward_pre_hooks
-                or m._global_forward_hooks_always_called)
+    return any(getattr(m, name, None) for name in _GLOBAL_HOOKS)
+
+
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks", "_global_forward_hooks_always_called")
 
 
 def build(modules: Sequence[nn.Module]) -> Optional["_C.OpChain"]:
     """The children's op calls as one OpChain, or None where a child must be called: it is not
-    chainable (or not in its present form), is parametrized, or it (or a submodule whose forward its own calls, such as
-    a block's squeeze-excite) has hooks."""
+    chainable (or not in its present form), is parametrized, or it (or a submodule whose
+    forward its own calls, such as a block's squeeze-excite) has hooks."""
     calls: List[tuple] = []
     current = 0  # the result index of the module's input: 0, the chain's input
     for module in modules:

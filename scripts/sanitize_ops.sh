@@ -10,13 +10,15 @@ cd "$(dirname "$0")/.."
 DIR=${DSCONV_SANITIZE_DIR:-$PWD/build/sanitize}
 build=1
 if [ "${1:-}" = "--no-build" ]; then build=0; shift; fi
-# Every op, forward and backward, both layouts, bad input and threads (test_memory measures
-# RSS, which ASan's quarantine inflates; the model tests add no kernel paths).
+# Every op, forward and backward, both layouts, bad input and threads, and the op chain of
+# FusedSequential (test_memory measures RSS, which ASan's quarantine inflates; the other
+# model tests add no kernel paths).
 TESTS=(tests/test_forward.py tests/test_grad.py tests/test_properties.py tests/test_fuzz.py
        tests/test_bad_input.py tests/test_errors.py tests/test_empty.py tests/test_threads.py
        tests/test_packed_cache.py tests/test_inverted_residual.py
        tests/test_squeeze_excite.py tests/test_linear.py tests/test_kernels.py
-       tests/test_conv2d.py tests/test_pointwise_residual.py tests/test_global_avg_pool.py)
+       tests/test_conv2d.py tests/test_pointwise_residual.py tests/test_global_avg_pool.py
+       tests/test_fused_sequential.py)
 [ $# -gt 0 ] && TESTS=("$@")
 
 if [ "$build" = 1 ]; then
