@@ -32,56 +32,32 @@ def generation() -> int:
 
 class ChainMember:
     """Mixin of the chainable modules: their op calls, and a count of every change a built
-    chain would not see."""
+    chain would not see (the nn.Module methods in _COUNTED count one after they run)."""
 
     def _chain_calls(self):
         """[(op name, arguments)] of forward's op calls, or None where they cannot be listed."""
         return [(self._op_name, self._op_args(INPUT))]
 
-    def __setattr__(self, name, value):
-        super().__setattr__(name, value)
-        changed()
 
-    def __delattr__(self, name):
-        super().__delattr__(name)
-        changed()
+# Attributes and parameters set or deleted (parametrize sets __class__), parameters, buffers
+# and submodules registered, tensors converted (.to(), .half(), swaps), hooks registered.
+_COUNTED = ("__setattr__", "__delattr__", "register_parameter", "register_buffer", "add_module",
+            "_apply", "register_forward_pre_hook", "register_forward_hook",
+            "register_full_backward_pre_hook", "register_full_backward_hook",
+            "register_backward_hook")
 
-    def register_parameter(self, name, param):
-        super().register_parameter(name, param)
-        changed()
 
-    def register_buffer(self, name, tensor, persistent=True):
-        super().register_buffer(name, tensor, persistent)
-        changed()
-
-    def add_module(self, name, module):
-        super().add_module(name, module)
-        changed()
-
-    def _apply(self, fn, recurse=True):
-        out = super()._apply(fn, recurse)
+def _counting(name):
+    def method(self, *args, **kwargs):
+        out = getattr(super(ChainMember, self), name)(*args, **kwargs)
         changed()
         return out
+    method.__name__ = name
+    return method
 
-    def register_forward_pre_hook(self, *args, **kwargs):
-        changed()
-        return super().register_forward_pre_hook(*args, **kwargs)
 
-    def register_forward_hook(self, *args, **kwargs):
-        changed()
-        return super().register_forward_hook(*args, **kwargs)
-
-    def register_full_backward_pre_hook(self, *args, **kwargs):
-        changed()
-        return super().register_full_backward_pre_hook(*args, **kwargs)
-
-    def register_full_backward_hook(self, *args, **kwargs):
-        changed()
-        return super().register_full_backward_hook(*args, **kwargs)
-
-    def register_backward_hook(self, *args, **kwargs):
-        changed()
-        return super().register_backward_hook(*args, **kwargs)
+for _name in _COUNTED:
+    setattr(ChainMember, _name, _counting(_name))
 
 
 def _has_hooks(module: nn.Module) -> bool:

@@ -120,9 +120,7 @@ def test_replaced_and_updated_parameters_are_seen():
 
 
 def test_a_mutated_sequential_is_rebuilt():
-    model = converted("mobilenet_v1")
-    seq = model.features
-    x = x_of()
+    seq, x = converted("mobilenet_v1").features, x_of()
     with torch.no_grad():
         full = seq(x)
         last = seq[-1]
