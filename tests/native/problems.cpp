@@ -149,18 +149,23 @@ std::vector<Problem> dw_problems(const KernelEntry& e) {
       }
     }
   }
+  // A case of geometry g, c channels, width w; padding, height, layout, activation and bias
+  // drawn.
+  auto add_drawn = [&](const DwGeometry& g, int64_t c, int64_t w) {
+    const int pad_mode = static_cast<int>(rng.below(3));
+    const int64_t h = pick(heights, rng) + 2;
+    const Layout layout = pick(layouts, rng);
+    const Activation act = pick(acts, rng);
+    if (make_dw(e.op, g, 1, c, h, w, pad_mode, layout, act, rng.below(2) != 0, &p)) {
+      out.push_back(p);
+    }
+  };
   // Wide rows: several groups of interior columns at stride 2 (NHWC column-group path),
   // and channel counts past the small-channel row path.
   for (const DwGeometry& g : geometries) {
     for (int64_t w : kWideWidths) {
       const int64_t c = 9 + rng.below(32);
-      const int pad_mode = static_cast<int>(rng.below(3));
-      const int64_t h = pick(heights, rng) + 2;
-      const Layout layout = pick(layouts, rng);
-      const Activation act = pick(acts, rng);
-      if (make_dw(e.op, g, 1, c, h, w, pad_mode, layout, act, rng.below(2) != 0, &p)) {
-        out.push_back(p);
-      }
+      add_drawn(g, c, w);
     }
   }
   // Channel counts past two AVX-512 vectors, at row widths of MobileNet's 7-28: the NHWC
@@ -171,13 +176,7 @@ std::vector<Problem> dw_problems(const KernelEntry& e) {
     for (const DwGeometry& g : geometries) {
       for (int64_t c : {47, 48, 73, 96}) {
         const int64_t w = pick(net_widths, rng);
-        const int pad_mode = static_cast<int>(rng.below(3));
-        const int64_t h = pick(heights, rng) + 2;
-        const Layout layout = pick(layouts, rng);
-        const Activation act = pick(acts, rng);
-        if (make_dw(e.op, g, 1, c, h, w, pad_mode, layout, act, rng.below(2) != 0, &p)) {
-          out.push_back(p);
-        }
+        add_drawn(g, c, w);
       }
     }
   }
