@@ -24,7 +24,8 @@ struct Entry {
 
 // An entry's identity: which tensor, packed how. A lookup hashes it rather than walking the
 // list: a network's forward looks up every weight once, on caches its layers have swept,
-// where a walk over a few hundred list nodes cost as much as a small layer.
+// where the walk's pointer chasing misses at every node (a MobileNetV2 forward on 1 thread:
+// 0.6% of perf's samples in the walk, 0.2% with the hash).
 struct Key {
   const c10::TensorImpl* impl;
   const void* pack_fn;
