@@ -69,11 +69,9 @@ def global_hooks() -> bool:
     """Whether a global module hook is registered (torch.nn.modules.module.register_module_*):
     they run around every module call, so the children must be called."""
     m = nn.modules.module
-    return any(getattr(m, name, None) for name in _GLOBAL_HOOKS)
-
-
-_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                 "_global_backward_pre_hooks", "_global_forward_hooks_always_called")
+    return bool(m._global_forward_hooks or m._global_forward_pre_hooks
+                or m._global_backward_hooks or m._global_backward_pre_hooks
+                or m._global_forward_hooks_always_called)
 
 
 def build(modules: Sequence[nn.Module]) -> Optional["_C.OpChain"]:
