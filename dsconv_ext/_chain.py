@@ -3,10 +3,11 @@ _C.OpChain (csrc/ops/op_chain.cpp), and when that list must be rebuilt.
 
 A module that can be chained (a ChainMember) lists the op calls its forward makes
 (`_chain_calls`: by default one, `_op_name` with `_op_args(INPUT)`, the arguments its forward
-passes), with INPUT for the module's input and PREV for the result of its previous call. A chain holds the parameter tensors themselves (in-place updates,
-`.data` assignment and `load_state_dict` reach it), so what it cannot see is a module
-changing its attributes, parameters, submodules or hooks, or `.to()` swapping tensors:
-ChainMember counts such changes, and a chain built before the last one is rebuilt."""
+passes), with INPUT for the module's input and PREV for the result of its previous call.
+A chain holds the parameter tensors themselves (in-place updates, `.data` assignment and
+`load_state_dict` reach it), so what it cannot see is a module changing its attributes,
+parameters, submodules or hooks, or `.to()` swapping tensors: ChainMember counts such
+changes, and a chain built before the last one is rebuilt."""
 from typing import List, Optional, Sequence
 
 import torch
