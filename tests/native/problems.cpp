@@ -233,8 +233,9 @@ std::vector<Problem> conv_problems(const KernelEntry& e) {
     }
   }
   // The first layer of the MobileNets (3 channels, 3x3, stride 2, "same" padding) on wide
-  // rows: tiles of interior pixels and border ones, every output width modulo the tile.
-  for (int64_t w : {18, 21, 26, 35, 41, 47, 50}) {
+  // rows: tiles of interior pixels and border ones, every output width modulo the tile
+  // (66 and 97 give the 16-pixel AVX-512 tile for C_out <= 16 whole interior tiles).
+  for (int64_t w : {18, 21, 26, 35, 41, 47, 50, 66, 97}) {
     for (int64_t cout : {16, 24, 32, 35}) {
       const Layout layout = pick(layouts, rng);
       const Activation act = pick(acts, rng);
