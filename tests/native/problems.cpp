@@ -294,13 +294,15 @@ std::vector<Problem> pw_problems(const KernelEntry& e) {
   }
   // Larger shapes: several K blocks (K = channels forward, pixels for the weight
   // gradient; NHWC forward blocks K past 1024, the others past 256), several pixel
-  // blocks, partial tiles everywhere.
+  // blocks, partial tiles everywhere. The last three have the pixel tiles and column panels
+  // that spread the NHWC weight prefetch (Pointwise::kSpreadPrefetchK), at odd K.
   struct Big {
     int64_t batch, cin, cout, h, w;
   };
   for (const Big& b : {Big{1, 256, 8, 3, 3}, Big{1, 257, 17, 13, 10}, Big{2, 300, 20, 15, 10},
                        Big{2, 64, 70, 3, 11}, Big{1, 513, 9, 1, 17}, Big{1, 1030, 19, 2, 7}, Big{2, 8, 12, 15, 20},
-                       Big{1, 33, 17, 17, 17}, Big{1, 960, 70, 1, 1}, Big{2, 1283, 37, 1, 3}}) {
+                       Big{1, 33, 17, 17, 17}, Big{1, 960, 70, 1, 1}, Big{2, 1283, 37, 1, 3},
+                       Big{1, 257, 72, 15, 15}, Big{1, 515, 96, 14, 14}, Big{1, 1101, 64, 12, 15}}) {
     if (gemv && b.h * b.w > 4) continue;
     for (Layout layout : layouts) {
       for (Activation act : acts) {

@@ -2,7 +2,9 @@
 //   C[r][j] = act(init + sum_k A[r*a_rs + k*a_ks] * B[k*b_ks + j]),  r < mr <= MR, j < nr
 // where init is the bias (or 0), or C itself when `accumulate` (a later block of K). A
 // nonzero b_prefetch also prefetches B[k*b_ks + b_prefetch] at each k step (the next
-// column panel's row: it streams in while this one computes).
+// column panel's row: it streams in while this one computes); a non-null prefetch_lines
+// instead prefetches one cache line every second k step, from prefetch_lines on (a share
+// of the next packed panel, spread thin: see Pointwise::forward_nhwc_tile).
 // A is broadcast (one element per row and k), B is loaded as NV vectors per k, C is kept
 // in MR x NV registers for the whole K loop. NHWC pointwise maps pixels to rows and
 // packed weights to B; NCHW maps packed weights to rows and pixels to B.
@@ -12,6 +14,8 @@
 #include "activation_vec.h"
 
 namespace dsconv::simd {
+
+constexpr int64_t kCacheLineFloats = 16;  // floats in a 64-byte cache line
 
 struct TileBias {
   const float* per_row = nullptr;     // one value per row of C
@@ -25,7 +29,8 @@ struct TileBias {
 template <class V, int MR, int NV, bool FULL>
 __attribute__((always_inline)) inline void gemm_tile_fixed(int64_t K, const float* A, int64_t a_rs, int64_t a_ks, const float* B,
                             int64_t b_ks, int nr, float* C, int64_t c_rs, TileBias bias,
-                            bool accumulate, Activation act, int64_t b_prefetch = 0) {
+                            bool accumulate, Activation act, int64_t b_prefetch = 0,
+                            const float* prefetch_lines = nullptr) {
   using reg = typename V::reg;
   typename V::Mask mask[NV];
   if (!FULL) {
@@ -45,11 +50,7 @@ __attribute__((always_inline)) inline void gemm_tile_fixed(int64_t K, const floa
                                     : V::zero();
     }
   }
-  for (int64_t k = 0; k < K; ++k) {
-    if (b_prefetch != 0) {
-      __builtin_prefetch(B + k * b_ks + b_prefetch, 0, 1);
-      if constexpr (NV * V::N > 16) __builtin_prefetch(B + k * b_ks + b_prefetch + NV * V::N - 1, 0, 1);
-    }
+  auto step = [&](int64_t k) __attribute__((always_inline)) {
     reg b[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) b[v] = load_b(B + k * b_ks, v);
@@ -58,6 +59,23 @@ __attribute__((always_inline)) inline void gemm_tile_fixed(int64_t K, const floa
       const reg a = V::set1(A[r * a_rs + k * a_ks]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(a, b[v], acc[r][v]);
+    }
+  };
+  if (prefetch_lines != nullptr) {
+    int64_t k = 0;
+    for (const float* line = prefetch_lines; k + 2 <= K; k += 2, line += kCacheLineFloats) {
+      __builtin_prefetch(line, 0, 1);
+      step(k);
+      step(k + 1);
+    }
+    if (k < K) step(k);
+  } else {
+    for (int64_t k = 0; k < K; ++k) {
+      if (b_prefetch != 0) {
+        __builtin_prefetch(B + k * b_ks + b_prefetch, 0, 1);
+        if constexpr (NV * V::N > 16) __builtin_prefetch(B + k * b_ks + b_prefetch + NV * V::N - 1, 0, 1);
+      }
+      step(k);
     }
   }
 #pragma GCC unroll 16
@@ -79,23 +97,28 @@ __attribute__((always_inline)) inline void gemm_tile_fixed(int64_t K, const floa
 template <class V, int MR, int NV>
 inline void gemm_tile(int mr, int64_t K, const float* A, int64_t a_rs, int64_t a_ks, const float* B,
                       int64_t b_ks, int nr, float* C, int64_t c_rs, TileBias bias, bool accumulate,
-                      Activation act, int64_t b_prefetch = 0) {
+                      Activation act, int64_t b_prefetch = 0,
+                      const float* prefetch_lines = nullptr) {
   if constexpr (MR > 1) {
     if (mr < MR) {
-      gemm_tile<V, MR - 1, NV>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act, b_prefetch);
+      gemm_tile<V, MR - 1, NV>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act,
+                               b_prefetch, prefetch_lines);
       return;
     }
   }
   if constexpr (NV > 1) {
     if (nr <= (NV - 1) * V::N) {
-      gemm_tile<V, MR, NV - 1>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act, b_prefetch);
+      gemm_tile<V, MR, NV - 1>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act,
+                               b_prefetch, prefetch_lines);
       return;
     }
   }
   if (nr == NV * V::N) {
-    gemm_tile_fixed<V, MR, NV, true>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act, b_prefetch);
+    gemm_tile_fixed<V, MR, NV, true>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act,
+                                     b_prefetch, prefetch_lines);
   } else {
-    gemm_tile_fixed<V, MR, NV, false>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act, b_prefetch);
+    gemm_tile_fixed<V, MR, NV, false>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate,
+                                      act, b_prefetch, prefetch_lines);
   }
 }
 
