@@ -136,6 +136,9 @@ struct Pointwise {
       const int64_t tiles = (p1 - p0 + TMR - 1) / TMR;
       const int64_t rows = (p1 - p0) / tiles, taller = (p1 - p0) % tiles;  // taller: rows + 1
       if (pixels_outer(s, TNR)) {
+        // One K block: at most kPixelsOuterWeightBytes over at least two panels of >= 8
+        // channels bounds K well below KC_NHWC.
+        static_assert(kPixelsOuterWeightBytes / (2 * 8 * int64_t(sizeof(float))) <= KC_NHWC);
         for (int64_t t = 0, p = p0; t < tiles; ++t) {
           const int mr = static_cast<int>(rows + (t < taller ? 1 : 0));
           for (int64_t co = 0; co < s.out_channels; co += TNR) {  // whole panels only
