@@ -3,8 +3,10 @@
 // where init is the bias (or 0), or C itself when `accumulate` (a later block of K). A
 // nonzero b_prefetch also prefetches B[k*b_ks + b_prefetch] at each k step (the next
 // column panel's row: it streams in while this one computes); a non-null prefetch_lines
-// instead prefetches one cache line every second k step, from prefetch_lines on (a share
-// of the next packed panel, spread thin: see Pointwise::forward_nhwc_tile).
+// instead prefetches one cache line every second k step (a share of the next panel, spread
+// thin: see Pointwise::forward_nhwc_tile): consecutive lines from prefetch_lines on where
+// prefetch_stride is 0 (a packed panel), else two lines per row of prefetch_stride floats
+// (an in-place panel's rows).
 // A is broadcast (one element per row and k), B is loaded as NV vectors per k, C is kept
 // in MR x NV registers for the whole K loop. NHWC pointwise maps pixels to rows and
 // packed weights to B; NCHW maps packed weights to rows and pixels to B.
@@ -30,7 +32,8 @@ template <class V, int MR, int NV, bool FULL>
 __attribute__((always_inline)) inline void gemm_tile_fixed(int64_t K, const float* A, int64_t a_rs, int64_t a_ks, const float* B,
                             int64_t b_ks, int nr, float* C, int64_t c_rs, TileBias bias,
                             bool accumulate, Activation act, int64_t b_prefetch = 0,
-                            const float* prefetch_lines = nullptr) {
+                            const float* prefetch_lines = nullptr,
+                            int64_t prefetch_stride = 0) {
   using reg = typename V::reg;
   typename V::Mask mask[NV];
   if (!FULL) {
@@ -61,7 +64,7 @@ __attribute__((always_inline)) inline void gemm_tile_fixed(int64_t K, const floa
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(a, b[v], acc[r][v]);
     }
   };
-  if (prefetch_lines != nullptr) {
+  if (prefetch_lines != nullptr && prefetch_stride == 0) {
     int64_t k = 0;
     for (const float* line = prefetch_lines; k + 2 <= K; k += 2, line += kCacheLineFloats) {
       __builtin_prefetch(line, 0, 1);
@@ -69,6 +72,17 @@ __attribute__((always_inline)) inline void gemm_tile_fixed(int64_t K, const floa
       step(k + 1);
     }
     if (k < K) step(k);
+  } else if (prefetch_lines != nullptr) {
+    int64_t k = 0;
+    for (const float* row = prefetch_lines; k + 4 <= K; k += 4, row += prefetch_stride) {
+      __builtin_prefetch(row, 0, 1);
+      step(k);
+      step(k + 1);
+      __builtin_prefetch(row + kCacheLineFloats, 0, 1);
+      step(k + 2);
+      step(k + 3);
+    }
+    for (; k < K; ++k) step(k);
   } else {
     for (int64_t k = 0; k < K; ++k) {
       if (b_prefetch != 0) {
@@ -98,27 +112,27 @@ template <class V, int MR, int NV>
 inline void gemm_tile(int mr, int64_t K, const float* A, int64_t a_rs, int64_t a_ks, const float* B,
                       int64_t b_ks, int nr, float* C, int64_t c_rs, TileBias bias, bool accumulate,
                       Activation act, int64_t b_prefetch = 0,
-                      const float* prefetch_lines = nullptr) {
+                      const float* prefetch_lines = nullptr, int64_t prefetch_stride = 0) {
   if constexpr (MR > 1) {
     if (mr < MR) {
       gemm_tile<V, MR - 1, NV>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act,
-                               b_prefetch, prefetch_lines);
+                               b_prefetch, prefetch_lines, prefetch_stride);
       return;
     }
   }
   if constexpr (NV > 1) {
     if (nr <= (NV - 1) * V::N) {
       gemm_tile<V, MR, NV - 1>(mr, K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act,
-                               b_prefetch, prefetch_lines);
+                               b_prefetch, prefetch_lines, prefetch_stride);
       return;
     }
   }
   if (nr == NV * V::N) {
     gemm_tile_fixed<V, MR, NV, true>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate, act,
-                                     b_prefetch, prefetch_lines);
+                                     b_prefetch, prefetch_lines, prefetch_stride);
   } else {
     gemm_tile_fixed<V, MR, NV, false>(K, A, a_rs, a_ks, B, b_ks, nr, C, c_rs, bias, accumulate,
-                                      act, b_prefetch, prefetch_lines);
+                                      act, b_prefetch, prefetch_lines, prefetch_stride);
   }
 }
 

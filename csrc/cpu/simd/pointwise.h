@@ -86,7 +86,7 @@ struct Pointwise {
   // caches: K = 512..1024 at 49..196 pixels 1.03-1.06x faster than KC; the NCHW loop,
   // whose A panel is the weight, was 0.94-0.97x with it, so it keeps KC).
   static constexpr int64_t KC_NHWC = 1024;
-  // From this K on, NHWC forward spreads the next packed panel's prefetch over pixel tiles.
+  // From this K on, NHWC forward spreads the next panel's prefetch over pixel tiles.
   static constexpr int64_t kSpreadPrefetchK = 256;
 
   // x and y point at the first of npix pixels; x_cs == y_cs == 1. Rows of A are read in
@@ -163,27 +163,28 @@ struct Pointwise {
           // weights from L3 or DRAM, where the strided rows of an in-place weight are not
           // prefetched by the hardware (MobileNet V1/V2/V3-Large: in place 1.03-1.08x
           // slower than packed without it, 1.00-1.04x with it; packed 1-2% faster too).
-          // The first pixel tile requests the next panel's rows at each k step; a packed
-          // panel of kSpreadPrefetchK rows or more is instead requested one line every
-          // second k step, by as many tiles as that takes (TNR / 8, each a contiguous
-          // share): a whole panel at once held the fill buffers the tile's own loads needed
-          // (Xeon, the op on weights out of cache, 1 thread: K=512, 98 pixels 1.13x; 512 ->
-          // 1024 at 49 pixels 1.12x; 320 -> 1280 at 49 1.09x; 960 -> 160 1.12x; weights in
-          // cache level; K = 128 at 3136 pixels 0.98-0.99x, hence the threshold).
+          // The first pixel tile requests the next panel's rows at each k step; a panel of
+          // kSpreadPrefetchK rows or more is instead requested one line every second k
+          // step, by as many tiles as that takes, each a contiguous share (packed: TNR / 8
+          // tiles; in place, two lines of a row per 4 k steps: 4 tiles): a whole panel at
+          // once held the fill buffers the tile's own loads needed (Xeon, the op on weights
+          // out of cache, 1 thread, packed: K=512, 98 pixels 1.13x; 512 -> 1024 at 49
+          // pixels 1.12x; 320 -> 1280 at 49 1.09x; 960 -> 160 1.12x; weights in cache level;
+          // K = 128 at 3136 pixels 0.98-0.99x, hence the threshold. In place: 1.03-1.15x).
           const int64_t next_panel = co + TNR >= s.out_channels ? 0 : s.w_ks ? TNR : K * TNR;
-          constexpr int64_t sharers = (TNR + 7) / 8;  // tiles covering a panel at that rate
-          const bool spread =
-              !s.w_ks && next_panel != 0 && kc >= kSpreadPrefetchK && tiles >= sharers;
+          const int64_t sharers = s.w_ks ? 4 : (TNR + 7) / 8;  // tiles covering a panel
+          const bool spread = next_panel != 0 && kc >= kSpreadPrefetchK && tiles >= sharers;
+          // Where tile t's share starts: packed, t * kc / 2 lines on; in place, t * kc / 4 rows.
+          const int64_t share_step = s.w_ks ? (kc / 4) * s.w_ks : (kc / 2) * kCacheLineFloats;
           const TileBias tb{nullptr, bias ? bias + co : nullptr};
           for (int64_t t = 0, p = p0; t < tiles; ++t) {
             const int mr = static_cast<int>(rows + (t < taller ? 1 : 0));
-            const float* share = spread && t < sharers
-                                     ? panel + next_panel + t * (kc / 2) * kCacheLineFloats
-                                     : nullptr;
+            const float* share = spread && t < sharers ? panel + next_panel + t * share_step
+                                                       : nullptr;
             gemm_tile<V, TMR, TNV>(mr, kc, x + p * s.x_ps + k0, s.x_ps, 1, panel, b_ks, nr,
                                    y + p * s.y_ps + co, s.y_ps, tb, !first,
                                    last ? s.activation : Activation::none,
-                                   !spread && t == 0 ? next_panel : 0, share);
+                                   !spread && t == 0 ? next_panel : 0, share, s.w_ks);
             p += mr;
           }
         }
