@@ -56,11 +56,13 @@ struct Conv {
   // pixel and tap. Both orders match the packed weight: k = (i * KW + j) * C_in + ci.
   static void forward(const ConvShape& s, const float* x, const float* w, const float* bias,
                       float* y, int64_t oh_begin, int64_t oh_end) {
-    if (narrow_tile(s.out_channels)) {
-      forward_tiles<(MR_NARROW > 0 ? MR_NARROW : MR), 1>(s, x, w, bias, y, oh_begin, oh_end);
-    } else {
-      forward_tiles<MR, NV>(s, x, w, bias, y, oh_begin, oh_end);
+    if constexpr (MR_NARROW > 0) {
+      if (narrow_tile(s.out_channels)) {
+        forward_tiles<MR_NARROW, 1>(s, x, w, bias, y, oh_begin, oh_end);
+        return;
+      }
     }
+    forward_tiles<MR, NV>(s, x, w, bias, y, oh_begin, oh_end);
   }
 
   template <int TMR, int TNV>
