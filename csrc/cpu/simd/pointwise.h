@@ -135,16 +135,20 @@ struct Pointwise {
       // to cover the FMA latency (1-row tiles took ~1% of MobileNetV2 at 25% of peak).
       const int64_t tiles = (p1 - p0 + TMR - 1) / TMR;
       const int64_t rows = (p1 - p0) / tiles, taller = (p1 - p0) % tiles;  // taller: rows + 1
+      auto tile_rows = [&](int64_t t) { return static_cast<int>(rows + (t < taller ? 1 : 0)); };
+      // Column panel co from input k0 on: packed [panel][k][TNR], or W^T's rows in place.
+      auto panel_at = [&](int64_t co, int64_t k0) {
+        return s.w_ks ? packed + k0 * s.w_ks + co : packed + (co / TNR) * K * TNR + k0 * TNR;
+      };
       if (pixels_outer(s, TNR)) {
         // One K block: at most kPixelsOuterWeightBytes over at least two panels of >= 8
         // channels bounds K well below KC_NHWC.
         static_assert(kPixelsOuterWeightBytes / (2 * 8 * int64_t(sizeof(float))) <= KC_NHWC);
         for (int64_t t = 0, p = p0; t < tiles; ++t) {
-          const int mr = static_cast<int>(rows + (t < taller ? 1 : 0));
+          const int mr = tile_rows(t);
           for (int64_t co = 0; co < s.out_channels; co += TNR) {  // whole panels only
-            const float* panel = s.w_ks ? packed + co : packed + (co / TNR) * K * TNR;
-            gemm_tile<V, TMR, TNV>(mr, K, x + p * s.x_ps, s.x_ps, 1, panel, s.w_ks ? s.w_ks : TNR,
-                                   TNR, y + p * s.y_ps + co, s.y_ps,
+            gemm_tile<V, TMR, TNV>(mr, K, x + p * s.x_ps, s.x_ps, 1, panel_at(co, 0),
+                                   s.w_ks ? s.w_ks : TNR, TNR, y + p * s.y_ps + co, s.y_ps,
                                    TileBias{nullptr, bias ? bias + co : nullptr}, false, s.activation);
           }
           p += mr;
@@ -156,8 +160,7 @@ struct Pointwise {
         const bool first = k0 == 0, last = k0 + KC_NHWC >= K;
         for (int64_t co = 0; co < s.out_channels; co += TNR) {
           const int nr = static_cast<int>(std::min<int64_t>(TNR, s.out_channels - co));
-          const float* panel = s.w_ks ? packed + k0 * s.w_ks + co
-                                      : packed + (co / TNR) * K * TNR + k0 * TNR;
+          const float* panel = panel_at(co, k0);
           const int64_t b_ks = s.w_ks ? s.w_ks : TNR;
           // The next panel is prefetched while this one computes: whole networks read their
           // weights from L3 or DRAM, where the strided rows of an in-place weight are not
@@ -178,7 +181,7 @@ struct Pointwise {
           const int64_t share_step = s.w_ks ? (kc / 4) * s.w_ks : (kc / 2) * kCacheLineFloats;
           const TileBias tb{nullptr, bias ? bias + co : nullptr};
           for (int64_t t = 0, p = p0; t < tiles; ++t) {
-            const int mr = static_cast<int>(rows + (t < taller ? 1 : 0));
+            const int mr = tile_rows(t);
             const float* share = spread && t < sharers ? panel + next_panel + t * share_step
                                                        : nullptr;
             gemm_tile<V, TMR, TNV>(mr, kc, x + p * s.x_ps + k0, s.x_ps, 1, panel, b_ks, nr,
