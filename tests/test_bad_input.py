@@ -106,6 +106,13 @@ MATRIX = [
     # --- outputs too large to allocate (16+ TiB): ATen's allocation error, nothing touched ---
     ("dw-output-2^31-per-side", dw(padding=2**31), error(RT, "~overflow|allocate")),
     ("dw-output-too-large", dw(padding=2**20), error(RT, "~allocate")),
+    # outputs with more than 2^63 elements: refused before any size or stride math on them
+    # (the sanitizer build checks signed overflow)
+    ("sep-output-2^31-per-side", sep(padding=2**31), error(RT, "~overflow")),
+    ("conv2d-output-2^31-per-side", lambda: dse.conv2d(X, t(5, 3, 3, 3, seed=6), padding=2**31),
+     error(RT, "~overflow")),
+    ("pw-expanded-input-output-over-2^63", lambda: dse.pointwise(
+        t(1, 6, 1, 1).expand(1, 6, 2**30, 2**30), t(16, 6, 1, 1)), error(RT, "~overflow")),
     ("pw-expanded-input-2^34-pixels", lambda: dse.pointwise(
         t(1, 6, 1, 1).expand(1, 6, 2**17, 2**17), PW), error(RT, "~allocate")),
     # --- extreme but valid geometry: ATen's result ---

@@ -22,8 +22,21 @@ inline at::MemoryFormat memory_format(Layout layout) {
   return layout == Layout::nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
 }
 
+// Every output's element count fits int64 before its strides are computed from the sizes:
+// a huge padding or an expanded (stride-0) input can ask for more, and the products in
+// dense_strides would overflow (undefined behaviour), where the caller must get an error.
+inline void check_output_size(int64_t batch, int64_t channels, int64_t height, int64_t width) {
+  int64_t n = 0;
+  const bool overflow = c10::mul_overflows(batch, channels, &n) ||
+                        c10::mul_overflows(n, height, &n) || c10::mul_overflows(n, width, &n);
+  TORCH_CHECK(!overflow, "the output of shape [", batch, ", ", channels, ", ", height, ", ", width,
+              "] has more elements than 64-bit integers hold (overflow); expected an output of "
+              "at most 2^63 - 1 elements");
+}
+
 inline DwShape make_dw_shape(int64_t batch, int64_t channels, int64_t multiplier, int64_t in_h,
                              int64_t in_w, const Geometry& g, Activation act, Layout layout) {
+  check_output_size(batch, channels * multiplier, g.out_h, g.out_w);
   const Strides xs = dense_strides(channels, in_h, in_w, layout);
   const Strides ys = dense_strides(channels * multiplier, g.out_h, g.out_w, layout);
   return DwShape{batch,      channels,   multiplier, in_h,       in_w,       g.out_h,
@@ -35,6 +48,7 @@ inline DwShape make_dw_shape(int64_t batch, int64_t channels, int64_t multiplier
 
 inline PwShape make_pw_shape(int64_t batch, int64_t in_channels, int64_t out_channels,
                              int64_t height, int64_t width, Activation act, Layout layout) {
+  check_output_size(batch, out_channels, height, width);
   const Strides xs = dense_strides(in_channels, height, width, layout);
   const Strides ys = dense_strides(out_channels, height, width, layout);
   return PwShape{batch, in_channels, out_channels, height * width, xs.n, xs.c, xs.w,
@@ -44,6 +58,7 @@ inline PwShape make_pw_shape(int64_t batch, int64_t in_channels, int64_t out_cha
 inline ConvShape make_conv_shape(int64_t batch, int64_t in_channels, int64_t out_channels,
                                  int64_t in_h, int64_t in_w, const Geometry& g, Activation act,
                                  Layout layout) {
+  check_output_size(batch, out_channels, g.out_h, g.out_w);
   const Strides xs = dense_strides(in_channels, in_h, in_w, layout);
   const Strides ys = dense_strides(out_channels, g.out_h, g.out_w, layout);
   return ConvShape{batch,      in_channels, out_channels, in_h,         in_w,
