@@ -136,10 +136,12 @@ struct Pointwise {
       const int64_t tiles = (p1 - p0 + TMR - 1) / TMR;
       const int64_t rows = (p1 - p0) / tiles, taller = (p1 - p0) % tiles;  // taller: rows + 1
       auto tile_rows = [&](int64_t t) { return static_cast<int>(rows + (t < taller ? 1 : 0)); };
-      // Column panel co from input k0 on: packed [panel][k][TNR], or W^T's rows in place.
+      // Column panel co from input k0 on: packed [panel][k][TNR], or W^T's rows in place;
+      // b_ks floats between its rows.
       auto panel_at = [&](int64_t co, int64_t k0) {
         return s.w_ks ? packed + k0 * s.w_ks + co : packed + (co / TNR) * K * TNR + k0 * TNR;
       };
+      const int64_t b_ks = s.w_ks ? s.w_ks : TNR;
       if (pixels_outer(s, TNR)) {
         // One K block: at most kPixelsOuterWeightBytes over at least two panels of >= 8
         // channels bounds K well below KC_NHWC.
@@ -147,8 +149,8 @@ struct Pointwise {
         for (int64_t t = 0, p = p0; t < tiles; ++t) {
           const int mr = tile_rows(t);
           for (int64_t co = 0; co < s.out_channels; co += TNR) {  // whole panels only
-            gemm_tile<V, TMR, TNV>(mr, K, x + p * s.x_ps, s.x_ps, 1, panel_at(co, 0),
-                                   s.w_ks ? s.w_ks : TNR, TNR, y + p * s.y_ps + co, s.y_ps,
+            gemm_tile<V, TMR, TNV>(mr, K, x + p * s.x_ps, s.x_ps, 1, panel_at(co, 0), b_ks, TNR,
+                                   y + p * s.y_ps + co, s.y_ps,
                                    TileBias{nullptr, bias ? bias + co : nullptr}, false, s.activation);
           }
           p += mr;
@@ -161,7 +163,6 @@ struct Pointwise {
         for (int64_t co = 0; co < s.out_channels; co += TNR) {
           const int nr = static_cast<int>(std::min<int64_t>(TNR, s.out_channels - co));
           const float* panel = panel_at(co, k0);
-          const int64_t b_ks = s.w_ks ? s.w_ks : TNR;
           // The next panel is prefetched while this one computes: whole networks read their
           // weights from L3 or DRAM, where the strided rows of an in-place weight are not
           // prefetched by the hardware (MobileNet V1/V2/V3-Large: in place 1.03-1.08x
