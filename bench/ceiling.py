@@ -63,17 +63,22 @@ def gemm_only(dse, shapes):
 
 
 def measure_net(dse, net, threads, batch=1, budget=BUDGET):
-    """{name: ms} of the four variants and the per-round ratios, for one network."""
+    """{name: ms} of the four variants and the per-round ratios, for one network, timed on
+    `threads` threads (the caller's thread count is restored)."""
     from .nets import make_net
-    torch.set_num_threads(threads)
     variants, folded, x, _ = make_net(dse, net, batch)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     shapes = pointwise_shapes(folded, x_cl)
     mkl, dsconv = gemm_only(dse, shapes)
     fns = {"aten_cl": variants["aten_cl"], "dse_cl": variants["dse_cl"],
            "mkl_1x1": mkl, "dse_1x1": dsconv}
-    with torch.inference_mode():
-        stats = {k: vars(s) for k, s in measure(fns, **budget).items()}
+    caller_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            stats = {k: vars(s) for k, s in measure(fns, **budget).items()}
+    finally:
+        torch.set_num_threads(caller_threads)
     ms = {k: s["median_us"] / 1e3 for k, s in stats.items()}
     floor = "mkl_1x1" if ms["mkl_1x1"] <= ms["dse_1x1"] else "dse_1x1"
     return {"ms": ms, "gflop": sum(2 * p * ci * co for p, ci, co in shapes) / 1e9,

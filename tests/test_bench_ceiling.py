@@ -38,7 +38,8 @@ def test_gemm_only_runs_every_gemm(monkeypatch):
     shapes = [(49, 8, 16), (7, 16, 5)]
     seen = {"mm": [], "pw": []}
     real_mm, real_pw = torch.mm, dse.pointwise
-    monkeypatch.setattr(torch, "mm", lambda a, b: seen["mm"].append((a.shape, b.shape)) or real_mm(a, b))
+    monkeypatch.setattr(torch, "mm",
+                        lambda a, b: seen["mm"].append((a.shape, b.shape)) or real_mm(a, b))
     monkeypatch.setattr(dse, "pointwise",
                         lambda x, w: seen["pw"].append((x.shape, w.shape)) or real_pw(x, w))
     mkl, dsconv = ceiling.gemm_only(dse, shapes)
@@ -50,7 +51,9 @@ def test_gemm_only_runs_every_gemm(monkeypatch):
 
 def test_measure_net_reports_from_the_variants_it_timed():
     budget = {"min_time": 0.0, "max_reps": 2, "warmup_time": 0.0, "min_reps": 2, "rounds": 2}
+    threads = torch.get_num_threads()
     r = ceiling.measure_net(dse, "v2", threads=1, budget=budget)
+    assert torch.get_num_threads() == threads
     assert set(r["ms"]) == {"aten_cl", "dse_cl", "mkl_1x1", "dse_1x1"}
     assert all(v > 0 for v in r["ms"].values())
     shapes = ceiling.pointwise_shapes(dse.models.mobilenet_v2().eval(),
