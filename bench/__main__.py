@@ -4,7 +4,6 @@ channels_last) and on whole networks (MobileNet V1, V2, V3-Large at 224x224). Ev
 checked against ATen before it is timed. Prints tables; writes results.{json,md} and PNG plots
 to --out."""
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -55,9 +54,8 @@ def parse_args(argv):
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results",
                    help="where results.json, results.md and the plots go (default bench/results)")
     args = p.parse_args(argv)
-    cpus = os.cpu_count() or 1
     try:
-        args.threads = sorted({cpus if t == "all" else int(t) for t in csv_list(args.threads)})
+        args.threads = env.thread_counts(args.threads)
         args.batch = [int(b) for b in csv_list(args.batch or ("1" if args.quick else "1,8"))]
     except ValueError:
         p.error("--threads and --batch take comma-separated integers ('all' for threads)")

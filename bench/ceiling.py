@@ -10,14 +10,14 @@ time over the faster of the two "1x1 only" times bounds any implementation's spe
 ATen that does not compute those GEMMs faster than MKL. Ratios are medians of per-round
 ratios (two measurements seconds apart)."""
 import argparse
-import os
 import sys
 
 import torch
 
+from .env import import_dsconv, thread_counts
+from .nets import NETS, make_net
 from .timing import measure, paired_ratio
 
-NETS = ("v1", "v2", "v3l")
 BUDGET = {"min_time": 0.5, "max_reps": 100, "warmup_time": 0.1, "min_reps": 20, "rounds": 20}
 
 
@@ -65,7 +65,6 @@ def gemm_only(dse, shapes):
 def measure_net(dse, net, threads, batch=1, budget=BUDGET):
     """{name: ms} of the four variants and the per-round ratios, for one network, timed on
     `threads` threads (the caller's thread count is restored)."""
-    from .nets import make_net
     variants, folded, x, _ = make_net(dse, net, batch)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     shapes = pointwise_shapes(folded, x_cl)
@@ -94,10 +93,13 @@ def main(argv=None):
     parser.add_argument("--nets", default=",".join(NETS))
     parser.add_argument("--threads", default="1", help="thread counts, 'all' = every CPU")
     args = parser.parse_args(argv)
-    from .env import import_dsconv
+    try:
+        threads = thread_counts(args.threads)
+    except ValueError:
+        parser.error("--threads takes comma-separated integers or 'all'")
+    if min(threads, default=0) < 1:
+        parser.error("--threads must be >= 1")
     dse = import_dsconv()
-    cpus = os.cpu_count() or 1
-    threads = [cpus if t == "all" else int(t) for t in args.threads.split(",")]
     print("| net | thr | 1x1 GFLOP | ATen CL ms | dsconv CL ms | 1x1 only, MKL ms "
           "| 1x1 only, dsconv ms | dsconv 1x1 vs MKL | dsconv outside 1x1 ms "
           "| dsconv vs ATen CL | ceiling vs ATen CL |")

@@ -7,6 +7,14 @@ import sys
 from pathlib import Path
 
 
+def thread_counts(text):
+    """The sorted distinct thread counts of a comma-separated list ('all' = every CPU).
+    ValueError for an entry that is not an integer."""
+    cpus = os.cpu_count() or 1
+    return sorted({cpus if t == "all" else int(t) for t in (v.strip() for v in text.split(","))
+                   if t})
+
+
 def import_dsconv():
     """Import dsconv_ext, preferring the installed one over an unbuilt source tree.
 

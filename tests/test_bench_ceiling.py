@@ -61,3 +61,13 @@ def test_measure_net_reports_from_the_variants_it_timed():
     assert r["gflop"] == pytest.approx(sum(2 * p * ci * co for p, ci, co in shapes) / 1e9)
     assert r["outside_1x1_ms"] == pytest.approx(r["ms"]["dse_cl"] - r["ms"]["dse_1x1"])
     assert all(r[k] > 0 for k in ("speedup", "ceiling", "dse_1x1_vs_mkl"))
+
+
+def test_thread_counts_and_bad_threads_argument():
+    import os
+    from bench.env import thread_counts
+    assert thread_counts(" 2, 1,2 ") == [1, 2]
+    assert thread_counts("all") == [os.cpu_count() or 1]
+    for bad in ("x", "0", "1,-2"):
+        with pytest.raises(SystemExit):
+            ceiling.main(["--threads", bad])
